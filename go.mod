@@ -1,0 +1,12 @@
+module github.com/castor-nix/castor
+
+go 1.26.0
+
+tool google.golang.org/protobuf/cmd/protoc-gen-go
+
+require (
+	github.com/zeebo/blake3 v0.2.4
+	google.golang.org/protobuf v1.36.12
+)
+
+require github.com/klauspost/cpuid/v2 v2.0.12 // indirect
