@@ -1,0 +1,41 @@
+// Package boltdb opens the bbolt database that holds castor's metadata
+// (directories and path infos) in the embedded default store. One file
+// holds both, in separate buckets, because bbolt allows one writer process
+// per file and the two are always used together.
+package boltdb
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Open opens (creating if needed) the database at path. bbolt takes an
+// exclusive lock on the file, so a second castor process using the same
+// store gets a clear error instead of waiting forever.
+func Open(path string, readOnly bool) (*bolt.DB, error) {
+	if !readOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	db, err := bolt.Open(path, 0o644, &bolt.Options{
+		Timeout:  2 * time.Second,
+		ReadOnly: readOnly,
+		// The store's metadata is written in batches; the freelist is
+		// rebuilt on open rather than synced on every commit.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("store database %s is in use by another castor process (a running `castor mount`?): stop it and retry", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store database %s: %w", path, err)
+	}
+	return db, nil
+}
