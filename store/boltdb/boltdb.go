@@ -18,10 +18,12 @@ import (
 // exclusive lock on the file, so a second castor process using the same
 // store gets a clear error instead of waiting forever.
 func Open(path string, readOnly bool) (*bolt.DB, error) {
-	if !readOnly {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, err
+	if readOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no store database at %s: the store is empty (put something in with `castor store add`)", path)
 		}
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
 	}
 	db, err := bolt.Open(path, 0o644, &bolt.Options{
 		Timeout:  2 * time.Second,

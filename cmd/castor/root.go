@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/castor-nix/castor/store/compose"
+	"github.com/castor-nix/castor/store/nixstore"
+)
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	store     compose.Config
+	logLevel  string
+	logFormat string
+}
+
+// exitError carries a specific exit status out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run executes the CLI with the given arguments and streams and returns
+// the exit status; tests call it directly.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{}
+	root := newRootCommand(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "castor: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "castor: %v\n", err)
+	return 1
+}
+
+func newRootCommand(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "castor",
+		Short: "A Nix store, builder and evaluator over a content-addressed store",
+		Long: `Castor keeps Nix store paths in a content-addressed store (BLAKE3 blobs and
+Merkle directories, as Snix does), serves them as /nix/store through FUSE or
+virtiofs, fetches them lazily from binary caches, builds derivations in
+sandboxes and micro-VMs, and evaluates Nix.
+
+The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
+~/.local/share/castor; /var/lib/castor for root) unless --store says otherwise.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return setupLogging(cmd.ErrOrStderr(), g.logLevel, g.logFormat)
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.store.Store, "store", "", "the store: a directory (file:///DIR) holding an embedded store, or memory:// (default: "+compose.DataDir()+")")
+	f.StringVar(&g.store.Blobs, "blob-service", "", "override the blob service URL (memory://, objectstore+file:///DIR)")
+	f.StringVar(&g.store.Directories, "directory-service", "", "override the directory service URL (memory://, bbolt:///FILE)")
+	f.StringVar(&g.store.PathInfos, "path-info-service", "", "override the path info service URL (memory://, bbolt:///FILE)")
+	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+
+	root.AddCommand(newStoreCommand(g))
+	return root
+}
+
+func setupLogging(w io.Writer, level, format string) error {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		slog.SetDefault(slog.New(slog.NewTextHandler(w, opts)))
+	case "json":
+		slog.SetDefault(slog.New(slog.NewJSONHandler(w, opts)))
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	return nil
+}
+
+// openStore opens the services the global flags name.
+func (g *globals) openStore(readOnly bool) (*compose.Services, *nixstore.Store, error) {
+	cfg := g.store
+	cfg.ReadOnly = readOnly
+	svc, err := compose.Open(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, &nixstore.Store{Blobs: svc.Blobs, Directories: svc.Directories, PathInfos: svc.PathInfos}, nil
+}
+
+// isTerminal reports whether w is a terminal (progress bars go only there).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
