@@ -20,9 +20,12 @@ func newStoreCommand(g *globals) *cobra.Command {
 		Short: "Put paths into the store, get them out, inspect and verify it",
 	}
 	cmd.AddCommand(
+		newDumpCommand(g),
+		newImportNARCommand(g),
 		newPathInfoCommand(g),
 		newLsCommand(g),
 		newCatCommand(g),
+		newVerifyCommand(g),
 	)
 	return cmd
 }
