@@ -7,8 +7,8 @@ import (
 type tokKind uint8
 
 const (
-	tEOF tokKind = iota
-	tChar        // a single byte; the byte is in token.ch
+	tEOF  tokKind = iota
+	tChar         // a single byte; the byte is in token.ch
 	tID
 	tINT
 	tFLOAT
