@@ -393,7 +393,7 @@ func (r *Reader) invalid(path, msg string) error {
 // inside the NAR is truncation; other errors are the source's.
 func (r *Reader) readErr(path, what string, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: truncated in %s (at %s, byte %d): %w", ErrInvalid, what, path, r.off, io.ErrUnexpectedEOF)
+		return fmt.Errorf("%w: truncated while reading %s (at %s, byte %d): %w", ErrInvalid, what, path, r.off, io.ErrUnexpectedEOF)
 	}
 	return fmt.Errorf("nar: reading %s (at %s, byte %d): %w", what, path, r.off, err)
 }
