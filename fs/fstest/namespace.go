@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+
+	"github.com/castor-nix/castor/e2e/testenv"
 )
 
 // envInNamespace marks the re-executed test binary; its value is the
@@ -65,38 +67,39 @@ func InPrivateNamespace() bool {
 }
 
 // RequireFUSE skips the test unless it can mount FUSE filesystems safely:
-// root, /dev/fuse, and a private mount namespace (see Main). CI has all
-// three, so there nothing is skipped.
+// root, /dev/fuse (testenv.RequireFUSE, the project's one skip helper),
+// and a private mount namespace (see Main). CI has all three, so there
+// nothing is skipped.
 func RequireFUSE(tb testing.TB) {
 	tb.Helper()
-	if reason := fuseMissing(); reason != "" {
-		tb.Skipf("skipping: needs a real FUSE mount: %s", reason)
+	testenv.RequireFUSE(tb)
+	testenv.RequireBinary(tb, "unshare")
+	if !InPrivateNamespace() {
+		tb.Skip("needs a private mount namespace for its FUSE mounts: run the package's tests through fstest.Main")
 	}
 }
 
-func fuseMissing() string {
-	switch {
-	case os.Geteuid() != 0:
-		return "not root"
-	case !exists("/dev/fuse"):
-		return "no /dev/fuse"
-	case !InPrivateNamespace():
-		return "not in a private mount namespace (run the package through fstest.Main, with unshare(1) installed)"
-	}
-	return ""
-}
-
-// RequireBinary skips the test unless the named program is installed.
-func RequireBinary(tb testing.TB, name string) string {
+// StoreMountpoint returns /nix/store ready to be mounted over, inside
+// this process's private mount namespace (RequireFUSE first). Where the
+// host has no /nix/store it mounts a tmpfs on /nix in the namespace to
+// hold one; only when even /nix is missing does it create that one empty
+// directory on the host, as Nix would on first use.
+func StoreMountpoint(tb testing.TB) string {
 	tb.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		tb.Skipf("skipping: needs %s, which is not installed", name)
+	RequireFUSE(tb)
+	const store = "/nix/store"
+	if fi, err := os.Stat(store); err == nil && fi.IsDir() {
+		return store
 	}
-	return p
-}
-
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	if err := os.MkdirAll("/nix", 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", "/nix", "tmpfs", 0, "mode=0755"); err != nil {
+		tb.Fatalf("tmpfs on /nix in the private namespace: %v", err)
+	}
+	tb.Cleanup(func() { syscall.Unmount("/nix", syscall.MNT_DETACH) })
+	if err := os.Mkdir(store, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	return store
 }
