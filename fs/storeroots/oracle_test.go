@@ -30,9 +30,9 @@ func TestMain(m *testing.M) { fstest.Main(m) }
 
 // added is one store path added by Nix and imported into castor.
 type added struct {
-	path     string // /nix/store/…
-	restored string // nix-store --restore of Nix's NAR, canonical modes
-	nixCopy  string // where Nix's throw-away store keeps it
+	path     string   // /nix/store/…
+	restored string   // nix-store --restore of Nix's NAR, canonical modes
+	nixCopy  string   // where Nix's throw-away store keeps it
 	narHash  [32]byte // nix hash path of Nix's copy
 }
 
