@@ -191,7 +191,9 @@ func (t *inodeTable) forget(id, n uint64) {
 	}
 	ino.nlookup -= min(n, ino.nlookup)
 	for ino != t.root && ino.nlookup == 0 && ino.children == 0 {
-		delete(t.byID, ino.id)
+		if t.byID[ino.id] == ino { // a kernel that broke the protocol could have us see a dead one
+			delete(t.byID, ino.id)
+		}
 		p := ino.parent
 		ino.parent = nil
 		p.children--

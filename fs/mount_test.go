@@ -361,6 +361,27 @@ func (r malformedRoots) LookupRoot(ctx context.Context, name string) (castore.No
 	return r.Roots.LookupRoot(ctx, name)
 }
 
+// lateRoots has one root, "late", once added.
+type lateRoots struct {
+	mu   sync.Mutex
+	node *castore.Node
+}
+
+func (r *lateRoots) add(n castore.Node) {
+	r.mu.Lock()
+	r.node = &n
+	r.mu.Unlock()
+}
+
+func (r *lateRoots) LookupRoot(ctx context.Context, name string) (castore.Node, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name != "late" || r.node == nil {
+		return castore.Node{}, castore.ErrNotFound
+	}
+	return *r.node, nil
+}
+
 type failingRoots struct{}
 
 func (failingRoots) LookupRoot(ctx context.Context, name string) (castore.Node, error) {
@@ -379,8 +400,13 @@ func TestRoot(t *testing.T) {
 		t.Errorf("listing the root without ListRoot: %v, want EPERM", err)
 	}
 	// A root added after a failed lookup appears: misses are not cached.
-	e.roots["late"] = e.put(t, fstest.File{Data: []byte("late")})
-	if b, err := os.ReadFile(e.path("late")); err != nil || string(b) != "late" {
+	late := &lateRoots{}
+	le := newEnvWith(t, late, castorfs.Options{})
+	if _, err := os.Lstat(filepath.Join(le.mp, "late")); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("late root before it is added: %v", err)
+	}
+	late.add(le.put(t, fstest.File{Data: []byte("late")}))
+	if b, err := os.ReadFile(filepath.Join(le.mp, "late")); err != nil || string(b) != "late" {
 		t.Errorf("root added while mounted: %q, %v", b, err)
 	}
 
