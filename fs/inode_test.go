@@ -54,7 +54,9 @@ func (tr *tree) dir(t *testing.T, entries ...castore.NamedNode) castore.Node {
 	return castore.Node{Kind: castore.KindDirectory, Digest: dg, Size: size}
 }
 
-func named(name string, n castore.Node) castore.NamedNode { return castore.NamedNode{Name: name, Node: n} }
+func named(name string, n castore.Node) castore.NamedNode {
+	return castore.NamedNode{Name: name, Node: n}
+}
 
 func lookup(t *testing.T, fsys *FS, parent uint64, name string) fuse.EntryOut {
 	t.Helper()
@@ -327,9 +329,9 @@ func TestDirectCalls(t *testing.T) {
 		t.Errorf("opendir root: %v, want EPERM", st)
 	}
 	for name, st := range map[string]fuse.Status{
-		"mkdir":  fsys.Mkdir(nil, &fuse.MkdirIn{InHeader: fuse.InHeader{NodeId: er.NodeId}}, "d", &neg),
-		"create": fsys.Create(nil, &fuse.CreateIn{InHeader: fuse.InHeader{NodeId: er.NodeId}}, "c", &fuse.CreateOut{}),
-		"unlink": fsys.Unlink(nil, &fuse.InHeader{NodeId: er.NodeId}, "f"),
+		"mkdir":   fsys.Mkdir(nil, &fuse.MkdirIn{InHeader: fuse.InHeader{NodeId: er.NodeId}}, "d", &neg),
+		"create":  fsys.Create(nil, &fuse.CreateIn{InHeader: fuse.InHeader{NodeId: er.NodeId}}, "c", &fuse.CreateOut{}),
+		"unlink":  fsys.Unlink(nil, &fuse.InHeader{NodeId: er.NodeId}, "f"),
 		"setattr": fsys.SetAttr(nil, &fuse.SetAttrIn{}, &fuse.AttrOut{}),
 	} {
 		if st != fuse.EROFS {
