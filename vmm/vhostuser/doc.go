@@ -1,0 +1,36 @@
+// Package vhostuser is castor's vhost-user device backend: the control
+// protocol spoken over a unix socket by a VMM (QEMU, Cloud Hypervisor) and
+// the split virtqueues that carry the data plane through guest memory shared
+// with the backend.
+//
+// A Server accepts connections on a listener; each connection is one VM's
+// session and gets a fresh Device from Server.NewDevice, so no state (open
+// files, inodes, vsock connections) survives from one VM to the next. The
+// session negotiates features, maps the guest memory the VMM passes as file
+// descriptors (SET_MEM_TABLE as Cloud Hypervisor sends it, ADD_MEM_REG and
+// REM_MEM_REG as QEMU 7.2 sends them), and sets the rings up. Once a ring is
+// fully described and enabled, the session calls Device.RunQueue on its own
+// goroutine with a Queue; the device pops descriptor chains, fills them and
+// pushes them back to the used ring.
+//
+// Stopping is prompt by design: GET_VRING_BASE, SET_VRING_ENABLE 0,
+// RESET_OWNER and the end of the connection cancel the context RunQueue got
+// and wake the goroutine waiting on the kick eventfd (kick fds live in Go's
+// netpoller, never in a blocking read), so the reply goes out as soon as the
+// requests already taken from the ring are finished. A VMM stopping a guest
+// therefore never waits on a backend blocked in read(2).
+//
+// Memory ordering: the rings are shared with the guest. Loads of the
+// driver-owned indices and stores of the device-owned ones go through the
+// helpers in barrier.go, which use sync/atomic so the compiler neither
+// caches nor reorders them, and which provide the full fence virtio needs
+// between publishing used.idx and reading used_event (event idx). The
+// backend and the guest must share endianness and architecture, which
+// vhost-user requires anyway; the code is little-endian only.
+//
+// Errors: a malformed message or an impossible request closes the
+// connection with an error wrapped around ErrProtocol; a malformed
+// descriptor chain stops that queue with an error wrapped around
+// ErrBadChain. Neither ever exits the process, and Serve keeps accepting
+// the next VM. Per-message logging is at slog debug level.
+package vhostuser
