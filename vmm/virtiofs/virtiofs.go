@@ -1,0 +1,177 @@
+package virtiofs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/castor-nix/castor/vmm/vhostuser"
+)
+
+// Options configure the device.
+type Options struct {
+	// RequestQueues is the number of request queues offered (queue 0, the
+	// high-priority queue, comes on top). Default 1. The VMM decides how
+	// many it uses (QEMU: the device's num-request-queues, Cloud
+	// Hypervisor: --fs num_queues).
+	RequestQueues int
+
+	// Workers bounds the requests served concurrently per request queue.
+	// Default 16.
+	Workers int
+
+	// MountOptions are handed to fuse.NewProtocolServer (MaxWrite sets
+	// the largest read/write the guest will send). Nil gets 1 MiB
+	// MaxWrite and go-fuse's defaults otherwise.
+	MountOptions *fuse.MountOptions
+
+	// Logger for session events (per-request detail at debug); nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) withDefaults() Options {
+	r := Options{}
+	if o != nil {
+		r = *o
+	}
+	if r.RequestQueues <= 0 {
+		r.RequestQueues = 1
+	}
+	if r.Workers <= 0 {
+		r.Workers = 16
+	}
+	if r.MountOptions == nil {
+		r.MountOptions = &fuse.MountOptions{MaxWrite: 1 << 20}
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
+	}
+	return r
+}
+
+// NewFS makes the filesystem for one VM session. It is called once per
+// connection; the device closes nothing it returns, so a maker that needs
+// cleanup returns an io.Closer too (see CloserFS).
+type NewFS func(ctx context.Context) (fuse.RawFileSystem, error)
+
+// CloserFS is a filesystem with per-session cleanup: when the VM's session
+// ends, Close is called after every request finished.
+type CloserFS interface {
+	fuse.RawFileSystem
+	Close() error
+}
+
+// Device is one VM session of a virtio-fs device.
+type Device struct {
+	fs   fuse.RawFileSystem
+	ps   *fuse.ProtocolServer
+	opts Options
+}
+
+var _ vhostuser.Device = (*Device)(nil)
+
+// NewDevice returns a virtio-fs device session serving fs.
+func NewDevice(fs fuse.RawFileSystem, opts *Options) *Device {
+	o := opts.withDefaults()
+	return &Device{fs: fs, ps: fuse.NewProtocolServer(fs, o.MountOptions), opts: o}
+}
+
+// Features: virtio-fs defines no device feature bits that matter here
+// (VIRTIO_FS_F_NOTIFICATION is not offered: go-fuse cannot notify over
+// virtio-fs).
+func (d *Device) Features() uint64 { return 0 }
+
+// NumQueues is the high-priority queue plus the request queues.
+func (d *Device) NumQueues() int { return 1 + d.opts.RequestQueues }
+
+// Close ends the session, closing the filesystem if it is a CloserFS.
+func (d *Device) Close() error {
+	if c, ok := d.fs.(CloserFS); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// RunQueue serves FUSE requests from q until ctx is done, then waits for
+// the requests in flight.
+func (d *Device) RunQueue(ctx context.Context, q *vhostuser.Queue) error {
+	hiprio := q.Index() == 0
+	sem := make(chan struct{}, d.opts.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		for ctx.Err() == nil {
+			c, err := q.Pop()
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				break
+			}
+			if hiprio {
+				// FORGETs are quick and get no reply; order them as sent.
+				d.serve(q, c)
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				// Stopping: finish this one ourselves rather than drop it.
+				d.serve(q, c)
+				return nil
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				d.serve(q, c)
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.Kicks():
+		}
+	}
+}
+
+func (d *Device) serve(q *vhostuser.Queue, c *vhostuser.Chain) {
+	n, st := d.ps.HandleRequest(c.Readable, c.Writable)
+	if !st.Ok() {
+		// Undecodable request: nothing sensible to reply; return the
+		// chain empty so the guest does not wait forever.
+		d.opts.Logger.Debug("virtiofs: bad request", "queue", q.Index(), "status", st)
+	}
+	q.Done(c, uint32(n))
+}
+
+// Serve serves virtio-fs on l to every VM that connects (one at a time or
+// several), with a fresh filesystem from newFS per VM, until ctx is done
+// (nil) or the listener fails. With once, it returns nil after the first
+// VM went away.
+func Serve(ctx context.Context, l *net.UnixListener, newFS NewFS, opts *Options, once bool) error {
+	o := opts.withDefaults()
+	srv := &vhostuser.Server{
+		Logger: o.Logger,
+		NewDevice: func(ctx context.Context) (vhostuser.Device, error) {
+			fs, err := newFS(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("virtiofs: new filesystem: %w", err)
+			}
+			return NewDevice(fs, &o), nil
+		},
+	}
+	if once {
+		srv.MaxConns = 1
+	}
+	err := srv.Serve(ctx, l)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

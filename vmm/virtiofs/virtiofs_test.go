@@ -1,0 +1,248 @@
+package virtiofs_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/castor-nix/castor/vmm/vhostuser"
+	"github.com/castor-nix/castor/vmm/vhostuser/vhostusertest"
+	"github.com/castor-nix/castor/vmm/virtiofs"
+)
+
+const guard = 20 * time.Second
+
+// Opcodes as on /dev/fuse (include/uapi/linux/fuse.h).
+const (
+	opLookup = 1
+	opForget = 2
+	opOpen   = 14
+	opRead   = 15
+	opInit   = 26
+)
+
+// memRoot is an in-memory tree: /hello.txt and /big.bin.
+type memRoot struct {
+	fs.Inode
+	big []byte
+}
+
+func (r *memRoot) OnAdd(ctx context.Context) {
+	r.AddChild("hello.txt", r.NewPersistentInode(ctx, &fs.MemRegularFile{Data: []byte("hello, virtio-fs\n"), Attr: fuse.Attr{Mode: 0o444}}, fs.StableAttr{}), false)
+	r.AddChild("big.bin", r.NewPersistentInode(ctx, &fs.MemRegularFile{Data: r.big, Attr: fuse.Attr{Mode: 0o444}}, fs.StableAttr{}), false)
+}
+
+func bigData() []byte {
+	b := make([]byte, 300<<10)
+	for i := range b {
+		b[i] = byte(i*7 + i>>9)
+	}
+	return b
+}
+
+func structBytes[T any](v *T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
+}
+
+type fuseClient struct {
+	t      *testing.T
+	vm     *vhostusertest.FakeVM
+	hiprio *vhostusertest.Ring
+	req    *vhostusertest.Ring
+	unique uint64
+}
+
+// call sends one FUSE request and returns the reply header and body.
+func (c *fuseClient) call(opcode uint32, nodeID uint64, in []byte, outLen int) (fuse.OutHeader, []byte) {
+	c.t.Helper()
+	c.unique++
+	h := fuse.InHeader{Length: uint32(unsafe.Sizeof(fuse.InHeader{})) + uint32(len(in)), Opcode: opcode, Unique: c.unique, NodeId: nodeID}
+	head, err := c.req.Submit([]vhostusertest.Buf{
+		{Data: append(append([]byte(nil), structBytes(&h)...), in...)},
+		{Len: int(unsafe.Sizeof(fuse.OutHeader{})), Writable: true},
+		{Len: outLen, Writable: true},
+	}, false)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	used, err := c.req.WaitUsed(1, guard)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if used[0].Head != head {
+		c.t.Fatalf("completion for %d, want %d", used[0].Head, head)
+	}
+	ha, _ := c.req.DescAddr(head, 1)
+	var oh fuse.OutHeader
+	copy(structBytes(&oh), c.vm.Read(ha, int(unsafe.Sizeof(oh))))
+	if oh.Unique != c.unique || int(oh.Length) != int(used[0].Len) {
+		c.t.Fatalf("reply header %+v, used len %d", oh, used[0].Len)
+	}
+	ba, _ := c.req.DescAddr(head, 2)
+	return oh, c.vm.Read(ba, int(oh.Length)-int(unsafe.Sizeof(oh)))
+}
+
+func (c *fuseClient) init() {
+	in := fuse.InitIn{Major: 7, Minor: 31, MaxReadAhead: 1 << 20}
+	oh, body := c.call(opInit, 0, structBytes(&in)[unsafe.Sizeof(fuse.InHeader{}):], int(unsafe.Sizeof(fuse.InitOut{})))
+	if oh.Status != 0 {
+		c.t.Fatalf("INIT status %d", oh.Status)
+	}
+	var out fuse.InitOut
+	copy(structBytes(&out), body)
+	if out.Major != 7 {
+		c.t.Fatalf("INIT major %d", out.Major)
+	}
+}
+
+func (c *fuseClient) lookup(name string) (uint64, fuse.Attr, int32) {
+	oh, body := c.call(opLookup, 1, append([]byte(name), 0), int(unsafe.Sizeof(fuse.EntryOut{})))
+	var e fuse.EntryOut
+	copy(structBytes(&e), body)
+	return e.NodeId, e.Attr, oh.Status
+}
+
+func (c *fuseClient) readAll(node uint64, size int) []byte {
+	oin := fuse.OpenIn{Flags: syscall.O_RDONLY}
+	oh, body := c.call(opOpen, node, structBytes(&oin)[unsafe.Sizeof(fuse.InHeader{}):], int(unsafe.Sizeof(fuse.OpenOut{})))
+	if oh.Status != 0 {
+		c.t.Fatalf("OPEN status %d", oh.Status)
+	}
+	var oo fuse.OpenOut
+	copy(structBytes(&oo), body)
+	var got []byte
+	for len(got) < size {
+		rin := fuse.ReadIn{Fh: oo.Fh, Offset: uint64(len(got)), Size: 128 << 10}
+		oh, data := c.call(opRead, node, structBytes(&rin)[unsafe.Sizeof(fuse.InHeader{}):], 128<<10)
+		if oh.Status != 0 {
+			c.t.Fatalf("READ status %d", oh.Status)
+		}
+		if len(data) == 0 {
+			break
+		}
+		got = append(got, data...)
+	}
+	return got
+}
+
+type session struct {
+	made   atomic.Int32
+	mu     sync.Mutex
+	bridge []fuse.RawFileSystem
+}
+
+func TestVirtiofsSessions(t *testing.T) {
+	big := bigData()
+	var s session
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhostuser.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newFS := func(ctx context.Context) (fuse.RawFileSystem, error) {
+		s.made.Add(1)
+		sec := time.Hour
+		raw := fs.NewNodeFS(&memRoot{big: big}, &fs.Options{EntryTimeout: &sec, AttrTimeout: &sec})
+		s.mu.Lock()
+		s.bridge = append(s.bridge, raw)
+		s.mu.Unlock()
+		return raw, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- virtiofs.Serve(ctx, l, newFS, &virtiofs.Options{Logger: quiet, RequestQueues: 2}, false)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+
+	var firstNode uint64
+	for vmNo := 0; vmNo < 2; vmNo++ {
+		vm, err := vhostusertest.Dial(path, vhostusertest.Options{EventIdx: true, QueueSize: 128, SetMemTab: vmNo == 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm.SetDeadline(time.Now().Add(guard))
+		if n, err := vm.QueueNum(); err != nil || n != 3 {
+			t.Fatalf("GET_QUEUE_NUM = %d, %v; want 3", n, err)
+		}
+		if err := vm.MapMemory(); err != nil {
+			t.Fatal(err)
+		}
+		hi, err := vm.SetupQueue(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rq, err := vm.SetupQueue(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &fuseClient{t: t, vm: vm, hiprio: hi, req: rq}
+		c.init()
+		node, attr, st := c.lookup("hello.txt")
+		if st != 0 || attr.Size != 17 {
+			t.Fatalf("LOOKUP hello.txt: status %d size %d", st, attr.Size)
+		}
+		if got := c.readAll(node, 17); string(got) != "hello, virtio-fs\n" {
+			t.Fatalf("READ = %q", got)
+		}
+		bnode, battr, st := c.lookup("big.bin")
+		if st != 0 || int(battr.Size) != len(big) {
+			t.Fatalf("LOOKUP big.bin: status %d size %d", st, battr.Size)
+		}
+		if got := c.readAll(bnode, len(big)); !bytes.Equal(got, big) {
+			t.Fatalf("READ big.bin: %d bytes, differ", len(got))
+		}
+		if _, _, st := c.lookup("missing"); st != -int32(syscall.ENOENT) {
+			t.Fatalf("LOOKUP missing: status %d, want ENOENT", st)
+		}
+		// A fresh session numbers nodes afresh: nothing carried over.
+		if vmNo == 0 {
+			firstNode = node
+		} else if node != firstNode {
+			t.Errorf("second VM got node %d for hello.txt, first got %d", node, firstNode)
+		}
+		// FORGET goes on the high-priority queue and gets no reply
+		// bytes, only the chain back.
+		fin := fuse.ForgetIn{Nlookup: 1}
+		h := fuse.InHeader{Length: uint32(unsafe.Sizeof(fin)), Opcode: opForget, Unique: 999, NodeId: node}
+		fin.InHeader = h
+		if _, err := hi.Submit([]vhostusertest.Buf{{Data: structBytes(&fin)}}, false); err != nil {
+			t.Fatal(err)
+		}
+		used, err := hi.WaitUsed(1, guard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used[0].Len != 0 {
+			t.Errorf("FORGET reply length %d", used[0].Len)
+		}
+		// GET_VRING_BASE on both rings answers at once (guest shutdown).
+		if base, err := rq.GetBase(); err != nil || base == 0 {
+			t.Fatalf("GET_VRING_BASE request queue = %d, %v", base, err)
+		}
+		if base, err := hi.GetBase(); err != nil || base != 1 {
+			t.Fatalf("GET_VRING_BASE hiprio = %d, %v", base, err)
+		}
+		vm.Close()
+	}
+	if n := s.made.Load(); n != 2 {
+		t.Fatalf("filesystems made: %d, want one per VM (2)", n)
+	}
+}
