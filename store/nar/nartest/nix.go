@@ -7,20 +7,20 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/castor-nix/castor/e2e/testenv"
 )
 
 // nixConfig lets Nix 2.8 run as root without a nixbld group or daemon.
-const nixConfig = "build-users-group =\nsandbox = false\nsubstituters =\nexperimental-features = nix-command"
+const nixConfig = testenv.NixConfig
 
-// NeedNix skips the test when Nix's command-line tools are not installed.
-// CI installs them (Debian's nix-bin), so there the oracle tests run.
+// NeedNix skips the test when Nix's command-line tools are not installed,
+// through the project's one skip helper. CI installs them (Debian's
+// nix-bin), so there the oracle tests run.
 func NeedNix(t testing.TB) {
 	t.Helper()
-	for _, bin := range []string{"nix-store", "nix"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not found: install Nix 2.8 (Debian package nix-bin) to run tests against it", bin)
-		}
-	}
+	testenv.RequireBinary(t, "nix-store")
+	testenv.RequireBinary(t, "nix")
 }
 
 func nixCmd(args ...string) *exec.Cmd {

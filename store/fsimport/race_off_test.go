@@ -1,0 +1,5 @@
+//go:build !race
+
+package fsimport_test
+
+const raceEnabled = false
