@@ -302,6 +302,23 @@ func TestIngestTruncated(t *testing.T) {
 			t.Fatalf("cut at %d: got %v", i, err)
 		}
 	}
+	// A file cut short is never committed, even after some of its chunks
+	// went to the blob writer.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB
+	bigNAR := narOf(dir(entryOf("a", file("small")), entryOf("big", file(string(big)))))
+	for _, cut := range []int{len(bigNAR) - 2<<20, len(bigNAR) - 100, len(bigNAR) - 20} {
+		bs := &trackingBS{BlobService: memory.NewBlobService()}
+		_, _, _, err := nar.Ingest(context.Background(), bytes.NewReader(bigNAR[:cut]), bs, memory.NewDirectoryService())
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("cut at %d: got %v", cut, err)
+		}
+		if cut < len(bigNAR)-40 && bs.commits > 1 {
+			t.Fatalf("cut at %d: %d blobs committed, want only the small file", cut, bs.commits)
+		}
+		if bs.open != 0 {
+			t.Fatalf("%d blob writers left open", bs.open)
+		}
+	}
 	// The whole NAR goes in, puts every directory and is visible.
 	ctx := context.Background()
 	ds := &recordingDS{DirectoryService: memory.NewDirectoryService()}
