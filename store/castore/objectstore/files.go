@@ -1,0 +1,318 @@
+package objectstore
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/castor-nix/castor/store/castore"
+)
+
+// File handling. The hot paths call the system directly rather than
+// through os.File: a chunk or blob file is opened, written or read once,
+// and closed, and os.File's extra fstat and finalizer cost more than the
+// work for a small file.
+
+// Directories under the root.
+const (
+	chunksDir     = "chunks/b3"
+	blobsDir      = "blobs/b3"
+	tmpDir        = "tmp"
+	quarantineDir = "corrupt"
+)
+
+// shardPath returns <root>/<dir>/<hex of first 2 bytes>/<hex digest>.
+func shardPath(root, dir string, d castore.Digest) string {
+	var b strings.Builder
+	b.Grow(len(root) + len(dir) + 2 + 4 + 1 + 64)
+	b.WriteString(root)
+	b.WriteByte('/')
+	b.WriteString(dir)
+	b.WriteByte('/')
+	var h [64]byte
+	hex.Encode(h[:], d[:])
+	b.Write(h[:4])
+	b.WriteByte('/')
+	b.Write(h[:])
+	return b.String()
+}
+
+func (s *Store) chunkPath(d castore.Digest) string { return shardPath(s.root, chunksDir, d) }
+func (s *Store) blobPath(d castore.Digest) string  { return shardPath(s.root, blobsDir, d) }
+
+// tempNames makes names for temporary files, unique across processes:
+// <pid namespace>-<pid>-<random>-<sequence>. The pid namespace and pid let
+// Open remove the temp files of dead writers at once (see cleanTemp).
+type tempNames struct {
+	dir    string
+	prefix string
+	mu     sync.Mutex
+	seq    uint64 // guarded by mu
+}
+
+func (t *tempNames) next() string {
+	t.mu.Lock()
+	t.seq++
+	n := t.seq
+	t.mu.Unlock()
+	return t.dir + "/" + t.prefix + strconv.FormatUint(n, 36)
+}
+
+// pidNamespace identifies this process's pid namespace (the inode of
+// /proc/self/ns/pid), or 0 when /proc cannot tell.
+func pidNamespace() uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/pid", &st); err != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// writeFull writes all of b to fd.
+func writeFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// publish writes data to a new temporary file and renames it to path,
+// creating path's directory when missing. Readers see either no file or
+// the whole file. With sync, the data is flushed to disk before the
+// rename. Renaming over an existing file is fine: the same path always
+// names the same contents.
+func (s *Store) publish(path string, data []byte, sync bool) error {
+	var tmp string
+	var fd int
+	for {
+		tmp = s.temps.next()
+		var err error
+		fd, err = unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
+		if err == unix.EEXIST {
+			continue // a leftover with the same name; take the next
+		}
+		if err != nil {
+			return fmt.Errorf("create temporary file: %w", &os.PathError{Op: "open", Path: tmp, Err: err})
+		}
+		break
+	}
+	err := writeFull(fd, data)
+	if err == nil && sync {
+		err = unix.Fdatasync(fd)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = renameMkdir(tmp, path)
+	}
+	if err != nil {
+		_ = unix.Unlink(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if s.hooks.afterPublish != nil {
+		s.hooks.afterPublish(path)
+	}
+	return nil
+}
+
+// renameMkdir renames old to new, creating new's directory if needed.
+func renameMkdir(old, new string) error {
+	err := unix.Rename(old, new)
+	if err == unix.ENOENT {
+		if merr := mkdirParent(new); merr != nil {
+			return merr
+		}
+		err = unix.Rename(old, new)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: old, New: new, Err: err}
+	}
+	return nil
+}
+
+// mkdirParent creates the (shard) directory holding path. Its parent
+// exists from Open on.
+func mkdirParent(path string) error {
+	dir := filepath.Dir(path)
+	if err := unix.Mkdir(dir, 0o755); err != nil && err != unix.EEXIST {
+		return &os.PathError{Op: "mkdir", Path: dir, Err: err}
+	}
+	return nil
+}
+
+// createEmpty creates an empty file at path if there is none. An empty
+// file cannot be seen half-written, so it needs no temporary file.
+func createEmpty(path string) error {
+	err := unix.Mknod(path, unix.S_IFREG|0o444, 0)
+	if err == unix.ENOENT {
+		if merr := mkdirParent(path); merr != nil {
+			return merr
+		}
+		err = unix.Mknod(path, unix.S_IFREG|0o444, 0)
+	}
+	if err != nil && err != unix.EEXIST {
+		return &os.PathError{Op: "mknod", Path: path, Err: err}
+	}
+	return nil
+}
+
+// statSize returns the size of the file at path; ok is false when there is
+// no such file.
+func statSize(path string) (size int64, ok bool, err error) {
+	var st unix.Stat_t
+	err = unix.Stat(path, &st)
+	if err == unix.ENOENT {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return st.Size, true, nil
+}
+
+// errNoFile reports that readFile found no file.
+var errNoFile = errors.New("no such file")
+
+// readFile reads the whole file at path into a buffer from the pool (or a
+// new one when it does not fit). It returns errNoFile when path does not
+// exist. The caller returns the buffer with putBuf.
+func readFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return nil, errNoFile
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	size := int(st.Size)
+	buf := getBuf(size)
+	for n := 0; n < size; {
+		m, err := unix.Read(fd, buf[n:size])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			putBuf(buf)
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			// The file shrank under us: files here never change once
+			// renamed in, so this is damage (or a foreign writer).
+			size = n
+			break
+		}
+		n += m
+	}
+	return buf[:size], nil
+}
+
+// readHead reads up to len(b) bytes from the start of the file at path.
+func readHead(path string, b []byte) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return 0, errNoFile
+	}
+	if err != nil {
+		return 0, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Pread(fd, b, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		return n, nil
+	}
+}
+
+// File buffers are pooled by size class: chunk files are at most a little
+// over MaxChunkSize, blob files a few KiB.
+const fileBufSize = MaxChunkSize + 64<<10
+
+var fileBufs = sync.Pool{New: func() any { b := make([]byte, fileBufSize); return &b }}
+
+func getBuf(n int) []byte {
+	if n > fileBufSize {
+		return make([]byte, n)
+	}
+	return (*fileBufs.Get().(*[]byte))[:n]
+}
+
+func putBuf(b []byte) {
+	if cap(b) != fileBufSize {
+		return
+	}
+	b = b[:cap(b)]
+	fileBufs.Put(&b)
+}
+
+// cleanTemp removes temporary files left by writers that died: those of a
+// process of our pid namespace that no longer exists, and any older than
+// maxAge (a writer keeps a temporary file for the time it takes to write
+// one chunk, so an old one is certainly abandoned; removing one still in
+// use would only make that writer fail its rename, never lose data).
+func cleanTemp(dir string, ourNS uint64, maxAge time.Duration, now time.Time) (removed int, err error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		dead := false
+		if ns, pid, ok := parseTempName(name); ok && ns == ourNS && ourNS != 0 {
+			dead = unix.Kill(pid, 0) == unix.ESRCH
+		}
+		if !dead {
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			dead = now.Sub(info.ModTime()) > maxAge
+		}
+		if dead {
+			if err := os.Remove(filepath.Join(dir, name)); err == nil {
+				removed++
+			}
+		}
+	}
+	return removed, nil
+}
+
+// parseTempName reads the pid namespace and pid from a temp file name.
+func parseTempName(name string) (ns uint64, pid int, ok bool) {
+	nsStr, rest, ok1 := strings.Cut(name, "-")
+	pidStr, _, ok2 := strings.Cut(rest, "-")
+	if !ok1 || !ok2 {
+		return 0, 0, false
+	}
+	ns, err1 := strconv.ParseUint(nsStr, 10, 64)
+	p, err2 := strconv.Atoi(pidStr)
+	if err1 != nil || err2 != nil || p <= 0 {
+		return 0, 0, false
+	}
+	return ns, p, true
+}

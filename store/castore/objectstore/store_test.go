@@ -1,0 +1,80 @@
+package objectstore
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/castor-nix/castor/store/castore"
+	"github.com/castor-nix/castor/store/castore/castoretest"
+)
+
+// openTest opens a store in a fresh temporary directory, closed at the
+// end of the test.
+func openTest(t testing.TB, opts ...Option) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// damageChunk flips one byte in the middle of chunk file d, replacing the
+// file by rename as a writer would (chunk files are read-only).
+func damageChunk(t testing.TB, s *Store, d castore.Digest) {
+	t.Helper()
+	path := s.chunkPath(d)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	tmp := filepath.Join(s.root, tmpDir, "damage")
+	if err := os.WriteFile(tmp, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// middleChunk returns the digest of a chunk in the middle of blob d (d
+// itself for a one-chunk blob).
+func middleChunk(t testing.TB, s *Store, d castore.Digest) castore.Digest {
+	t.Helper()
+	st, err := s.StatBlob(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Chunks) == 0 {
+		return d
+	}
+	return st.Chunks[len(st.Chunks)/2].Digest
+}
+
+func TestBlobService(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts []Option
+	}{
+		{"auto", nil},
+		{"fastest", []Option{WithCompression(CompressFastest)}},
+		{"none", []Option{WithCompression(CompressNone)}},
+		{"nocache", []Option{WithCacheSize(0)}},
+		{"synccommit", []Option{WithSync(SyncCommit), WithWorkers(1)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var s *Store
+			castoretest.RunBlobService(t, func(t *testing.T) castore.BlobService {
+				s = openTest(t, c.opts...)
+				return s
+			}, castoretest.BlobOptions{
+				Corrupt: func(t *testing.T, d castore.Digest) {
+					damageChunk(t, s, middleChunk(t, s, d))
+				},
+			})
+		})
+	}
+}
