@@ -3,6 +3,7 @@ package nar_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"path/filepath"
 	"testing"
@@ -84,6 +85,72 @@ func BenchmarkRender(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for range b.N {
 			if _, _, err := nar.CalculateNAR(ctx, root, bs, ds); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// smallFilesNAR is the NAR of 100 directories of 100 files of 0-2 KiB:
+// per-entry costs dominate.
+func smallFilesNAR(b *testing.B) []byte {
+	var buf bytes.Buffer
+	w := nar.NewWriter(&buf)
+	w.WriteHeader(&nar.Header{Path: "/", Type: nar.TypeDirectory})
+	data := bytes.Repeat([]byte("0123456789abcdef"), 128)
+	for d := range 100 {
+		dir := fmt.Sprintf("/dir%03d", d)
+		w.WriteHeader(&nar.Header{Path: dir, Type: nar.TypeDirectory})
+		for f := range 100 {
+			n := (d*100 + f) * 7 % len(data)
+			w.WriteHeader(&nar.Header{Path: fmt.Sprintf("%s/file%03d", dir, f), Type: nar.TypeRegular, Size: int64(n)})
+			w.Write(data[:n])
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func BenchmarkSmallFiles(b *testing.B) {
+	data := smallFilesNAR(b)
+	ctx := context.Background()
+	b.Run("Reader", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for range b.N {
+			r := nar.NewReader(bytes.NewReader(data))
+			for {
+				_, err := r.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("Ingest-hash-only", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for range b.N {
+			if _, _, _, err := nar.Ingest(ctx, bytes.NewReader(data), nartest.DiscardBlobs{}, memory.NewDirectoryService()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	bs, ds := memory.NewBlobService(), memory.NewDirectoryService()
+	root, _, _, err := nar.Ingest(ctx, bytes.NewReader(data), bs, ds)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Render", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for range b.N {
+			if err := nar.Render(ctx, io.Discard, root, bs, ds); err != nil {
 				b.Fatal(err)
 			}
 		}

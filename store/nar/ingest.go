@@ -75,10 +75,20 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 // blobJob is one file's contents on their way to a blob writer.
 type blobJob struct {
 	path   string
-	chunks chan []byte // closed by the parser after the last chunk
-	units  chan int    // budget units of each chunk, in step with chunks
+	chunks chan chunk // closed by the parser after the last chunk
 	digest castore.Digest
 }
+
+// chunk is a piece of contents and the budget units it holds.
+type chunk struct {
+	buf   []byte
+	units int
+}
+
+// jobQueue is the capacity of a job's chunk channel. The parser may block
+// on a full one: the job's worker, or the next one free, drains it, since
+// every job queued before it has all its chunks already.
+const jobQueue = 4
 
 // pendingDir is a directory of the NAR whose file digests may not be known
 // yet. It is put once every blob is committed.
@@ -227,7 +237,7 @@ func (in *ingest) parse(nr *Reader) (parsed, error) {
 // error it fails the ingest before it closes the job's chunks, so the
 // worker sees the cause and never commits a partial blob.
 func (in *ingest) file(nr *Reader, h *Header) (_ *blobJob, err error) {
-	job := &blobJob{path: h.Path, chunks: make(chan []byte, ingestBudget/tokenUnit), units: make(chan int, ingestBudget/tokenUnit)}
+	job := &blobJob{path: h.Path, chunks: make(chan chunk, jobQueue)}
 	defer func() {
 		if err != nil {
 			in.fail(err)
@@ -251,9 +261,13 @@ func (in *ingest) file(nr *Reader, h *Header) (_ *blobJob, err error) {
 			putChunk(buf)
 			return nil, err
 		}
-		// Never blocks: the channels hold as many chunks as the budget.
-		job.units <- u
-		job.chunks <- buf
+		select {
+		case job.chunks <- chunk{buf, u}:
+		case <-in.ctx.Done():
+			in.budget.release(u)
+			putChunk(buf)
+			return nil, context.Cause(in.ctx)
+		}
 		left -= n
 		if left == 0 {
 			return job, nil
@@ -269,9 +283,9 @@ func (in *ingest) worker() {
 		if err := in.store(job); err != nil {
 			in.fail(err)
 		}
-		for buf := range job.chunks {
-			in.budget.release(<-job.units)
-			putChunk(buf)
+		for c := range job.chunks {
+			in.budget.release(c.units)
+			putChunk(c.buf)
 		}
 	}
 }
@@ -285,10 +299,10 @@ func (in *ingest) store(job *blobJob) error {
 		return fmt.Errorf("nar: ingest %s: %w", job.path, err)
 	}
 	defer bw.Close()
-	for buf := range job.chunks {
-		_, err := bw.Write(buf)
-		in.budget.release(<-job.units)
-		putChunk(buf)
+	for c := range job.chunks {
+		_, err := bw.Write(c.buf)
+		in.budget.release(c.units)
+		putChunk(c.buf)
 		if err != nil {
 			return fmt.Errorf("nar: ingest %s: %w", job.path, err)
 		}

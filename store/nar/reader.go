@@ -51,6 +51,7 @@ type Reader struct {
 	padding   int    // zero bytes after the current file's contents
 
 	scratch [maxTokenLen]byte
+	padBuf  [8]byte // apart from scratch, which holds the token being checked
 }
 
 // NewReader returns a Reader of the NAR in r. Nothing is read until Next.
@@ -336,11 +337,17 @@ func (r *Reader) token(path, what string) ([]byte, error) {
 	return b, nil
 }
 
+// quoted names the keywords in errors without formatting on every read.
+var quoted = map[string]string{
+	magic: "NAR magic", "(": `"("`, ")": `")"`, "type": `"type"`, "name": `"name"`,
+	"node": `"node"`, "target": `"target"`, "entry": `"entry"`, "contents": `"contents"`,
+}
+
 // expect reads a keyword and checks it is want.
 func (r *Reader) expect(path, want string) error {
-	what := fmt.Sprintf("%q", want)
-	if want == magic {
-		what = "NAR magic"
+	what, ok := quoted[want]
+	if !ok {
+		what = fmt.Sprintf("%q", want)
 	}
 	tok, err := r.token(path, what)
 	if err != nil {
@@ -363,11 +370,13 @@ func (r *Reader) checkPadding(path, what string, n int) error {
 	if n == 0 {
 		return nil
 	}
-	var b [8]byte
-	if err := r.full(path, "padding of "+what, b[:n]); err != nil {
-		return err
+	b := r.padBuf[:n]
+	m, err := io.ReadFull(r.br, b)
+	r.off += int64(m)
+	if err != nil {
+		return r.readErr(path, "padding of "+what, err)
 	}
-	for _, c := range b[:n] {
+	for _, c := range b {
 		if c != 0 {
 			return r.invalid(path, fmt.Sprintf("non-zero padding after %s", what))
 		}

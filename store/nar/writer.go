@@ -31,6 +31,7 @@ type Writer struct {
 	remaining uint64 // contents the current file still needs
 	padding   int
 	closed    bool
+	scratch   [8]byte
 }
 
 // NewWriter returns a Writer that writes a NAR to w.
@@ -142,8 +143,7 @@ func (w *Writer) endFile() error {
 		return w.invalid(w.cur, fmt.Sprintf("%d bytes of contents missing", w.remaining))
 	}
 	w.inFile = false
-	var zero [8]byte
-	w.bw.Write(zero[:w.padding])
+	w.bw.Write(zeros[:w.padding])
 	w.str(")")
 	w.endEntry()
 	return nil
@@ -230,18 +230,19 @@ func (w *Writer) Close() error {
 }
 
 func (w *Writer) u64(n uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], n)
-	w.bw.Write(b[:])
+	binary.LittleEndian.PutUint64(w.scratch[:], n)
+	w.bw.Write(w.scratch[:])
 }
+
+// zeros is padding; package level so that writing it allocates nothing.
+var zeros [8]byte
 
 // str writes a string with its length and padding. Write errors stick in
 // the bufio.Writer and surface at flushErr, Flush or Close.
 func (w *Writer) str(s string) {
 	w.u64(uint64(len(s)))
 	w.bw.WriteString(s)
-	var zero [8]byte
-	w.bw.Write(zero[:pad(uint64(len(s)))])
+	w.bw.Write(zeros[:pad(uint64(len(s)))])
 }
 
 // flushErr reports a write error the buffer has hit, without flushing.
