@@ -173,6 +173,17 @@ func (q *Queue) Pop() (*Chain, error) {
 	return c, nil
 }
 
+// Unpop gives back c, which must be the chain the last Pop returned, as
+// if it had not been popped: the driver will see it again at the next Pop.
+// A device that popped a buffer before knowing it had something to put in
+// it uses this instead of keeping the buffer.
+func (q *Queue) Unpop(c *Chain) {
+	slot := int((q.lastAvail - 1) % q.size)
+	if binary.LittleEndian.Uint16(q.avail[4+2*slot:]) == c.Head {
+		q.lastAvail--
+	}
+}
+
 // walk follows the descriptor chain starting at head, validating every
 // index and length: the driver is not trusted.
 func (q *Queue) walk(head uint16) (*Chain, error) {
