@@ -19,18 +19,10 @@ import (
 	"github.com/castor-nix/castor/vmm/vhostuser"
 	"github.com/castor-nix/castor/vmm/vhostuser/vhostusertest"
 	"github.com/castor-nix/castor/vmm/virtiofs"
+	"github.com/castor-nix/castor/vmm/virtiofs/virtiofstest"
 )
 
 const guard = 20 * time.Second
-
-// Opcodes as on /dev/fuse (include/uapi/linux/fuse.h).
-const (
-	opLookup = 1
-	opForget = 2
-	opOpen   = 14
-	opRead   = 15
-	opInit   = 26
-)
 
 // memRoot is an in-memory tree: /hello.txt and /big.bin.
 type memRoot struct {
@@ -49,91 +41,6 @@ func bigData() []byte {
 		b[i] = byte(i*7 + i>>9)
 	}
 	return b
-}
-
-func structBytes[T any](v *T) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
-}
-
-type fuseClient struct {
-	t      *testing.T
-	vm     *vhostusertest.FakeVM
-	hiprio *vhostusertest.Ring
-	req    *vhostusertest.Ring
-	unique uint64
-}
-
-// call sends one FUSE request and returns the reply header and body.
-func (c *fuseClient) call(opcode uint32, nodeID uint64, in []byte, outLen int) (fuse.OutHeader, []byte) {
-	c.t.Helper()
-	c.unique++
-	h := fuse.InHeader{Length: uint32(unsafe.Sizeof(fuse.InHeader{})) + uint32(len(in)), Opcode: opcode, Unique: c.unique, NodeId: nodeID}
-	head, err := c.req.Submit([]vhostusertest.Buf{
-		{Data: append(append([]byte(nil), structBytes(&h)...), in...)},
-		{Len: int(unsafe.Sizeof(fuse.OutHeader{})), Writable: true},
-		{Len: outLen, Writable: true},
-	}, false)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	used, err := c.req.WaitUsed(1, guard)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if used[0].Head != head {
-		c.t.Fatalf("completion for %d, want %d", used[0].Head, head)
-	}
-	ha, _ := c.req.DescAddr(head, 1)
-	var oh fuse.OutHeader
-	copy(structBytes(&oh), c.vm.Read(ha, int(unsafe.Sizeof(oh))))
-	if oh.Unique != c.unique || int(oh.Length) != int(used[0].Len) {
-		c.t.Fatalf("reply header %+v, used len %d", oh, used[0].Len)
-	}
-	ba, _ := c.req.DescAddr(head, 2)
-	return oh, c.vm.Read(ba, int(oh.Length)-int(unsafe.Sizeof(oh)))
-}
-
-func (c *fuseClient) init() {
-	in := fuse.InitIn{Major: 7, Minor: 31, MaxReadAhead: 1 << 20}
-	oh, body := c.call(opInit, 0, structBytes(&in)[unsafe.Sizeof(fuse.InHeader{}):], int(unsafe.Sizeof(fuse.InitOut{})))
-	if oh.Status != 0 {
-		c.t.Fatalf("INIT status %d", oh.Status)
-	}
-	var out fuse.InitOut
-	copy(structBytes(&out), body)
-	if out.Major != 7 {
-		c.t.Fatalf("INIT major %d", out.Major)
-	}
-}
-
-func (c *fuseClient) lookup(name string) (uint64, fuse.Attr, int32) {
-	oh, body := c.call(opLookup, 1, append([]byte(name), 0), int(unsafe.Sizeof(fuse.EntryOut{})))
-	var e fuse.EntryOut
-	copy(structBytes(&e), body)
-	return e.NodeId, e.Attr, oh.Status
-}
-
-func (c *fuseClient) readAll(node uint64, size int) []byte {
-	oin := fuse.OpenIn{Flags: syscall.O_RDONLY}
-	oh, body := c.call(opOpen, node, structBytes(&oin)[unsafe.Sizeof(fuse.InHeader{}):], int(unsafe.Sizeof(fuse.OpenOut{})))
-	if oh.Status != 0 {
-		c.t.Fatalf("OPEN status %d", oh.Status)
-	}
-	var oo fuse.OpenOut
-	copy(structBytes(&oo), body)
-	var got []byte
-	for len(got) < size {
-		rin := fuse.ReadIn{Fh: oo.Fh, Offset: uint64(len(got)), Size: 128 << 10}
-		oh, data := c.call(opRead, node, structBytes(&rin)[unsafe.Sizeof(fuse.InHeader{}):], 128<<10)
-		if oh.Status != 0 {
-			c.t.Fatalf("READ status %d", oh.Status)
-		}
-		if len(data) == 0 {
-			break
-		}
-		got = append(got, data...)
-	}
-	return got
 }
 
 type session struct {
@@ -193,23 +100,23 @@ func TestVirtiofsSessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &fuseClient{t: t, vm: vm, hiprio: hi, req: rq}
-		c.init()
-		node, attr, st := c.lookup("hello.txt")
+		c := &virtiofstest.Client{T: t, VM: vm, Req: rq}
+		c.Init()
+		node, attr, st := c.Lookup("hello.txt")
 		if st != 0 || attr.Size != 17 {
 			t.Fatalf("LOOKUP hello.txt: status %d size %d", st, attr.Size)
 		}
-		if got := c.readAll(node, 17); string(got) != "hello, virtio-fs\n" {
+		if got := c.ReadAll(node, 17); string(got) != "hello, virtio-fs\n" {
 			t.Fatalf("READ = %q", got)
 		}
-		bnode, battr, st := c.lookup("big.bin")
+		bnode, battr, st := c.Lookup("big.bin")
 		if st != 0 || int(battr.Size) != len(big) {
 			t.Fatalf("LOOKUP big.bin: status %d size %d", st, battr.Size)
 		}
-		if got := c.readAll(bnode, len(big)); !bytes.Equal(got, big) {
+		if got := c.ReadAll(bnode, len(big)); !bytes.Equal(got, big) {
 			t.Fatalf("READ big.bin: %d bytes, differ", len(got))
 		}
-		if _, _, st := c.lookup("missing"); st != -int32(syscall.ENOENT) {
+		if _, _, st := c.Lookup("missing"); st != -int32(syscall.ENOENT) {
 			t.Fatalf("LOOKUP missing: status %d, want ENOENT", st)
 		}
 		// A fresh session numbers nodes afresh: nothing carried over.
@@ -221,9 +128,9 @@ func TestVirtiofsSessions(t *testing.T) {
 		// FORGET goes on the high-priority queue and gets no reply
 		// bytes, only the chain back.
 		fin := fuse.ForgetIn{Nlookup: 1}
-		h := fuse.InHeader{Length: uint32(unsafe.Sizeof(fin)), Opcode: opForget, Unique: 999, NodeId: node}
+		h := fuse.InHeader{Length: uint32(unsafe.Sizeof(fin)), Opcode: virtiofstest.OpForget, Unique: 999, NodeId: node}
 		fin.InHeader = h
-		if _, err := hi.Submit([]vhostusertest.Buf{{Data: structBytes(&fin)}}, false); err != nil {
+		if _, err := hi.Submit([]vhostusertest.Buf{{Data: virtiofstest.StructBytes(&fin)}}, false); err != nil {
 			t.Fatal(err)
 		}
 		used, err := hi.WaitUsed(1, guard)
