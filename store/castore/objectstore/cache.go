@@ -18,9 +18,9 @@ type chunkCache struct {
 	max int64
 
 	mu      sync.Mutex
-	used    int64                         // guarded by mu: bytes of loaded entries in lru
+	used    int64                          // guarded by mu: bytes of loaded entries in lru
 	entries map[castore.Digest]*cacheEntry // guarded by mu: loading and loaded
-	lru     list.List                     // guarded by mu: of *cacheEntry, most recent first
+	lru     list.List                      // guarded by mu: of *cacheEntry, most recent first
 }
 
 type cacheEntry struct {

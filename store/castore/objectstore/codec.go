@@ -72,24 +72,34 @@ func appendRawFrame(dst, src []byte) []byte {
 type codec struct {
 	level    zstd.EncoderLevel
 	encoders sync.Pool // *zstd.Encoder, one per concurrent EncodeAll
-	dec      *zstd.Decoder
+	// exact decodes chunks of known size into a buffer of that size;
+	// bounded decodes those whose size is unknown, growing its output up
+	// to MaxReadChunkSize.
+	exact, bounded *zstd.Decoder
 }
 
 func newCodec(level zstd.EncoderLevel) (*codec, error) {
 	// The decoder runs one DecodeAll per concurrent caller; more callers
 	// than this wait for a free one.
-	dec, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(2*runtime.GOMAXPROCS(0)),
-		zstd.WithDecoderMaxMemory(MaxReadChunkSize),
-		zstd.WithDecodeAllCapLimit(true),
-		// Chunks are verified against their BLAKE3 digest; a frame
-		// checksum would only cost time.
-		zstd.IgnoreChecksum(true),
-	)
+	newDec := func(capLimit bool) (*zstd.Decoder, error) {
+		return zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(2*runtime.GOMAXPROCS(0)),
+			zstd.WithDecoderMaxMemory(MaxReadChunkSize),
+			zstd.WithDecodeAllCapLimit(capLimit),
+			// Chunks are verified against their BLAKE3 digest; a
+			// frame checksum would only cost time.
+			zstd.IgnoreChecksum(true),
+		)
+	}
+	exact, err := newDec(true)
 	if err != nil {
 		return nil, err
 	}
-	c := &codec{level: level, dec: dec}
+	bounded, err := newDec(false)
+	if err != nil {
+		return nil, err
+	}
+	c := &codec{level: level, exact: exact, bounded: bounded}
 	c.encoders.New = func() any {
 		enc, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(level),
@@ -108,8 +118,6 @@ func newCodec(level zstd.EncoderLevel) (*codec, error) {
 	}
 	return c, nil
 }
-
-func (c *codec) close() { c.dec.Close() }
 
 // encode appends the chunk file contents for data to dst. With compress
 // false, or when compression does not save space, it stores data raw.
@@ -144,22 +152,25 @@ func (c *codec) decode(frame []byte, d castore.Digest, size int64) ([]byte, erro
 	if len(frame) < minFrameSize {
 		return nil, fmt.Errorf("chunk %s: %w: file has %d bytes, too short for a zstd frame", d, castore.ErrCorrupt, len(frame))
 	}
-	limit := size
+	dec, limit := c.exact, size
 	if limit < 0 {
 		n, ok := contentSize(frame)
 		switch {
 		case !ok:
-			limit = MaxReadChunkSize
+			dec = c.bounded
 		case n > MaxReadChunkSize:
 			return nil, fmt.Errorf("chunk %s: %w: declares %d bytes, more than the %d allowed", d, castore.ErrCorrupt, n, MaxReadChunkSize)
 		default:
 			limit = int64(n)
 		}
 	}
-	// Allocate one byte more than expected, so that a frame decoding to
-	// more than the expected size is seen as such rather than as a
-	// "too large" decoder error.
-	out, err := c.dec.DecodeAll(frame, make([]byte, 0, limit+1))
+	var dst []byte
+	if dec == c.exact {
+		// One byte more than expected, so that a frame decoding to more
+		// is reported as such rather than as a decoder limit.
+		dst = make([]byte, 0, limit+1)
+	}
+	out, err := dec.DecodeAll(frame, dst)
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderClosed) {
 			return nil, fmt.Errorf("chunk %s: %w", d, errStoreClosed)

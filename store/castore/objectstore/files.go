@@ -118,6 +118,9 @@ func (s *Store) publish(path string, data []byte, sync bool) error {
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
+	if err == nil && s.hooks.beforeRename != nil {
+		s.hooks.beforeRename(path)
+	}
 	if err == nil {
 		err = renameMkdir(tmp, path)
 	}

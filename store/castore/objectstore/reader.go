@@ -168,27 +168,30 @@ func (r *chunkedReader) Seek(offset int64, whence int) (int64, error) {
 }
 
 // prefetch loads chunk ref into the cache in the background, unless it is
-// there already, the cache is off, or enough loads are running (then the
-// reader loads it itself when it gets there).
+// there already or the cache is off. At most cap(bgSem) loads run at once;
+// the others wait their turn (and find nothing to do if the reader got
+// there first).
 func (s *Store) prefetch(ref chunkRef) {
 	if s.cfg.cacheBytes == 0 || s.cache.has(ref.digest) {
-		return
-	}
-	select {
-	case s.bgSem <- struct{}{}:
-	default:
 		return
 	}
 	s.bgMu.RLock()
 	defer s.bgMu.RUnlock()
 	if s.closed.Load() {
-		<-s.bgSem
 		return
 	}
 	s.bgWG.Add(1)
 	go func() {
 		defer s.bgWG.Done()
+		select {
+		case s.bgSem <- struct{}{}:
+		case <-s.bgStop:
+			return
+		}
 		defer func() { <-s.bgSem }()
+		if s.cache.has(ref.digest) {
+			return
+		}
 		// Errors are left for the reader to meet when it gets there.
 		_, _ = s.loadChunk(ref.digest, ref.size)
 	}()

@@ -46,12 +46,15 @@ var errStoreClosed = ErrClosed
 type Compression int
 
 const (
-	// CompressAuto compresses with zstd's fastest level while the writer's
-	// compression workers keep up, and stores chunks raw (a zstd frame of
-	// stored blocks, a memcpy) when they would make the writer wait. Small
-	// blobs, written on the caller's goroutine, are always compressed.
-	// Adding a large file thus runs at hashing and chunking speed, and the
-	// ratio is whatever the spare CPU affords.
+	// CompressAuto puts speed first. Small blobs (up to MinChunkSize,
+	// written on the caller's goroutine) are compressed with zstd's
+	// fastest level. Chunks of large blobs are compressed only on cores
+	// the write pipeline leaves spare (hashing and chunking keep about two
+	// busy: GOMAXPROCS-2 compress at most) and only when no chunk is
+	// waiting; the others are stored raw, as a zstd frame of stored blocks,
+	// which costs a memcpy and is also the fastest to read. Adding a large
+	// file thus runs at hashing and chunking speed; on a 2-core machine its
+	// chunks are stored raw.
 	CompressAuto Compression = iota
 	// CompressFastest always uses zstd's fastest level (about 250 MB/s per
 	// core on binaries here, ratio ~0.35).
@@ -83,6 +86,14 @@ const (
 	// package documentation for figures.
 	SyncCommit
 )
+
+// levelOf returns the zstd level a Compression compresses with.
+func levelOf(c Compression) zstd.EncoderLevel {
+	if c == CompressDefault {
+		return zstd.SpeedDefault
+	}
+	return zstd.SpeedFastest
+}
 
 // config holds the options of Open.
 type config struct {
@@ -140,9 +151,14 @@ type Store struct {
 	// Read-ahead loads run in the background: bgSem bounds how many at
 	// once, bgWG lets Close wait for them, and bgMu orders starting one
 	// (read lock, closed still false) before Close's wait (write lock).
-	bgMu  sync.RWMutex
-	bgWG  sync.WaitGroup
-	bgSem chan struct{}
+	bgMu   sync.RWMutex
+	bgWG   sync.WaitGroup
+	bgSem  chan struct{}
+	bgStop chan struct{} // closed by Close
+
+	// compressSlots bounds the large-blob workers compressing at once
+	// under CompressAuto (see mayCompress).
+	compressSlots chan struct{}
 
 	closed atomic.Bool
 
@@ -177,7 +193,8 @@ func (s *Store) Stats() Stats {
 // hooks let tests observe and interrupt the store at chosen points (crash
 // tests kill the process there). Nil in production.
 type hooks struct {
-	afterPublish func(path string)
+	beforeRename func(path string) // a temporary file is written, not yet renamed to path
+	afterPublish func(path string) // path was renamed into place
 }
 
 var _ castore.BlobService = (*Store)(nil)
@@ -211,23 +228,22 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	} else if n > 0 {
 		cfg.log.Info("objectstore: removed temporary files of dead writers", "dir", root, "count", n)
 	}
-	level := zstd.SpeedFastest
-	if cfg.compression == CompressDefault {
-		level = zstd.SpeedDefault
-	}
-	c, err := newCodec(level)
+	c, err := newCodec(levelOf(cfg.compression))
 	if err != nil {
 		return nil, fmt.Errorf("objectstore: %w", err)
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	s := &Store{
-		root:  root,
-		cfg:   cfg,
-		codec: c,
-		cache: newChunkCache(cfg.cacheBytes),
-		log:   cfg.log,
-		bgSem: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		root:   root,
+		cfg:    cfg,
+		codec:  c,
+		cache:  newChunkCache(cfg.cacheBytes),
+		log:    cfg.log,
+		bgSem:  make(chan struct{}, max(2, runtime.GOMAXPROCS(0))),
+		bgStop: make(chan struct{}),
+
+		compressSlots: make(chan struct{}, max(0, runtime.GOMAXPROCS(0)-2)),
 	}
 	s.temps = tempNames{
 		dir: filepath.Join(root, tmpDir),
@@ -250,6 +266,7 @@ func (s *Store) Close() error {
 	if wasClosed {
 		return nil
 	}
+	close(s.bgStop)
 	s.bgWG.Wait()
 	return nil
 }

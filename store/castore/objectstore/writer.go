@@ -439,6 +439,26 @@ func (p *pipeline) abort() {
 	p.wg.Wait()
 }
 
+// mayCompress decides whether a worker of p compresses its chunk. With
+// CompressAuto it does only on a core the pipeline leaves spare: when a
+// compression slot is free (GOMAXPROCS-2 of them, as hashing and chunking
+// keep about two cores busy) and no chunk is queued behind it. The
+// returned func gives the slot back.
+func (s *Store) mayCompress(p *pipeline) (bool, func()) {
+	if s.cfg.compression != CompressAuto {
+		return s.cfg.compression != CompressNone, func() {}
+	}
+	if len(p.jobs) > 0 {
+		return false, func() {}
+	}
+	select {
+	case s.compressSlots <- struct{}{}:
+		return true, func() { <-s.compressSlots }
+	default:
+		return false, func() {}
+	}
+}
+
 // hash computes the whole blob's digest and passes slabs on.
 func (p *pipeline) hash() {
 	defer p.wg.Done()
@@ -539,13 +559,11 @@ func (p *pipeline) work() {
 	for job := range p.jobs {
 		if p.ctx.Err() == nil {
 			job.digest = castore.Sum(job.data)
-			// CompressAuto: compress unless chunks are queueing up
-			// behind this worker, which means compression would make
-			// the writer wait.
-			compress := p.s.cfg.compression != CompressAuto || len(p.jobs) == 0
+			compress, release := p.s.mayCompress(p)
 			if err := p.s.putChunk(job.digest, job.data, compress); err != nil {
 				p.fail(err)
 			}
+			release()
 		}
 		putPooled(&chunkBufs, job.data)
 		job.data = nil

@@ -1,0 +1,100 @@
+package objectstore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/castor-nix/castor/store/castore"
+)
+
+// Problem is one piece of damage found by Check.
+type Problem struct {
+	Blob castore.Digest // the blob affected
+	Err  error          // wraps castore.ErrCorrupt
+}
+
+func (p Problem) String() string { return fmt.Sprintf("blob %s: %v", p.Blob, p.Err) }
+
+// Check walks every committed blob and reports those whose chunk list is
+// malformed or names a chunk file that is missing or implausibly short.
+// With deep, it also reads every blob, verifying each chunk and the whole
+// (damaged chunks are then moved aside, as reads do). Check returns an error only
+// when it cannot walk the store; damage is in the returned problems.
+func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var problems []Problem
+	present := make(map[castore.Digest]bool) // chunks found plausible
+	chunkOK := func(d castore.Digest) error {
+		if present[d] {
+			return nil
+		}
+		n, ok, err := statSize(s.chunkPath(d))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("chunk %s: %w: missing", d, castore.ErrCorrupt)
+		}
+		if n < minFrameSize {
+			return fmt.Errorf("chunk %s: %w: file of %d bytes", d, castore.ErrCorrupt, n)
+		}
+		present[d] = true
+		return nil
+	}
+	shards, err := os.ReadDir(filepath.Join(s.root, blobsDir))
+	if err != nil {
+		return nil, fmt.Errorf("objectstore: check: %w", err)
+	}
+	for _, shard := range shards {
+		names, err := os.ReadDir(filepath.Join(s.root, blobsDir, shard.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("objectstore: check: %w", err)
+		}
+		for _, n := range names {
+			if err := ctx.Err(); err != nil {
+				return problems, err
+			}
+			d, err := castore.ParseDigest(n.Name())
+			if err != nil || shard.Name() != n.Name()[:4] {
+				problems = append(problems, Problem{Err: fmt.Errorf("%w: stray file %s in %s", castore.ErrCorrupt, n.Name(), blobsDir)})
+				continue
+			}
+			if err := s.checkBlob(ctx, d, deep, chunkOK); err != nil {
+				problems = append(problems, Problem{Blob: d, Err: err})
+			}
+		}
+	}
+	return problems, nil
+}
+
+// checkBlob checks one blob: its chunk list and chunk files, and with deep
+// its contents, read as a reader would (each chunk and the whole verified).
+func (s *Store) checkBlob(ctx context.Context, d castore.Digest, deep bool, chunkOK func(castore.Digest) error) error {
+	refs, err := s.readChunkList(d)
+	if err != nil {
+		return err
+	}
+	if refs == nil {
+		refs = []chunkRef{{digest: d}}
+	}
+	for _, r := range refs {
+		if err := chunkOK(r.digest); err != nil {
+			return err
+		}
+	}
+	if !deep {
+		return nil
+	}
+	r, err := s.OpenBlob(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = io.Copy(io.Discard, struct{ io.Reader }{r})
+	return err
+}
