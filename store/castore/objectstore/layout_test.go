@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -595,5 +597,65 @@ func TestWriterLifecycle(t *testing.T) {
 	}
 	if _, err := s.OpenBlob(t.Context(), castore.Sum(data)); !errors.Is(err, ErrClosed) {
 		t.Errorf("OpenBlob on closed store: %v", err)
+	}
+}
+
+// Writers in many goroutines, through two Stores on one directory, store
+// the same blobs at once while readers read them.
+func TestConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	var stores []*Store
+	for range 2 {
+		s, err := Open(dir, WithLogger(testLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	const n = 8
+	blobs := make([][]byte, n)
+	for i := range blobs {
+		blobs[i] = workload(i)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for g := range 8 {
+		wg.Go(func() {
+			s := stores[g%2]
+			for k := range n {
+				i := (k + g) % n
+				w, err := s.NewBlobWriter(t.Context())
+				if err != nil {
+					errs <- err
+					return
+				}
+				w.Write(blobs[i])
+				d, err := w.Commit()
+				w.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+				// Read back any blob already committed by anyone.
+				j := (i + 3) % n
+				if got, err := readAll(s, castore.Sum(blobs[j])); err == nil && !bytes.Equal(got, blobs[j]) {
+					errs <- fmt.Errorf("blob %d read wrong", j)
+				} else if err != nil && !errors.Is(err, castore.ErrNotFound) {
+					errs <- err
+				}
+				if d != castore.Sum(blobs[i]) {
+					errs <- fmt.Errorf("blob %d: digest %s", i, d)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if p, err := stores[0].Check(t.Context(), true); err != nil || len(p) > 0 {
+		t.Errorf("Check: %v, %v", p, err)
 	}
 }

@@ -1,6 +1,8 @@
 package objectstore
 
 import (
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +15,7 @@ import (
 // end of the test.
 func openTest(t testing.TB, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(t.TempDir(), opts...)
+	s, err := Open(t.TempDir(), append([]Option{WithLogger(testLogger(t))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,3 +80,17 @@ func TestBlobService(t *testing.T) {
 		})
 	}
 }
+
+// testLogger logs to the test's log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
