@@ -27,7 +27,8 @@ type Options struct {
 
 	// MountOptions are handed to fuse.NewProtocolServer (MaxWrite sets
 	// the largest read/write the guest will send). Nil gets 1 MiB
-	// MaxWrite and go-fuse's defaults otherwise.
+	// MaxWrite and go-fuse's defaults otherwise; a nil Logger in them
+	// sends go-fuse's messages to Logger at debug level.
 	MountOptions *fuse.MountOptions
 
 	// Logger for session events (per-request detail at debug); nil means
@@ -51,6 +52,13 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.Default()
+	}
+	if r.MountOptions.Logger == nil {
+		// go-fuse logs per-request oddities (unimplemented opcodes such
+		// as SYNCFS at guest shutdown): debug detail, not news.
+		mo := *r.MountOptions
+		mo.Logger = slog.NewLogLogger(r.Logger.Handler(), slog.LevelDebug)
+		r.MountOptions = &mo
 	}
 	return r
 }

@@ -1,0 +1,256 @@
+// Command virtiofsbench measures, inside a QEMU (TCG) guest, a sequential
+// read of a large file and `ls -l` of a directory of many files over
+// virtiofs, served by
+//
+//   - castor: castor's vhost-user backend (vmm/virtiofs) with castor's
+//     filesystem (fs) over an in-memory castore filled by fsimport,
+//   - castor-loopback: the same backend with go-fuse's loopback filesystem
+//     over the directory (the transport alone),
+//   - virtiofsd: QEMU's own /usr/lib/qemu/virtiofsd over the directory
+//     (cache=always, the long-timeout mode comparable to castor's).
+//
+// Each run boots a fresh VM (cold guest page cache); the guest times its
+// own work from /proc/uptime and prints it on the serial console.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	castorfs "github.com/castor-nix/castor/fs"
+	"github.com/castor-nix/castor/images"
+	"github.com/castor-nix/castor/store/castore/memory"
+	"github.com/castor-nix/castor/store/fsimport"
+	"github.com/castor-nix/castor/vmm/vhostuser"
+	"github.com/castor-nix/castor/vmm/virtiofs"
+)
+
+const kernelArgs = "console=ttyS0 panic=-1 quiet tsc_early_khz=2000000 cryptomgr.notests mitigations=off audit=0 8250.nr_uarts=1 random.trust_cpu=on no_timer_check"
+
+const initScript = `#!/bin/sh
+mount -t proc proc /proc
+for m in $(cat /etc/castor/modules); do insmod $m; done
+mount -t virtiofs bench /mnt || echo MOUNT-FAILED
+cs() { read up rest < /proc/uptime; echo ${up%.*}${up#*.}; }
+t0=$(cs)
+dd if=/mnt/data/big.bin of=/dev/null bs=1M 2>/dev/null
+t1=$(cs)
+ls -l /mnt/data/many > /dev/null
+t2=$(cs)
+ls -l /mnt/data/many > /dev/null
+t3=$(cs)
+echo RESULT read_cs=$((t1-t0)) ls_cs=$((t2-t1)) ls_warm_cs=$((t3-t2)) files=$(ls /mnt/data/many | wc -l) size=$(stat -c %s /mnt/data/big.bin)
+poweroff -f
+`
+
+func main() {
+	sizeMiB := flag.Int("size", 256, "MiB in the big file")
+	nfiles := flag.Int("files", 2000, "files in the directory listed")
+	runs := flag.Int("runs", 2, "boots per configuration (the median is shown)")
+	only := flag.String("only", "", "run only this configuration")
+	flag.Parse()
+	if err := run(*sizeMiB, *nfiles, *runs, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "virtiofsbench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct{ read, ls, lsWarm time.Duration }
+
+func run(sizeMiB, nfiles, runs int, only string) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "virtiofsbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	share := filepath.Join(work, "share")
+	data := filepath.Join(share, "data")
+	if err := makeData(data, sizeMiB, nfiles); err != nil {
+		return err
+	}
+	spec, err := images.DefaultSpec([]byte(initScript))
+	if err != nil {
+		return err
+	}
+	cache, _ := os.UserCacheDir()
+	img, err := images.Build(ctx, filepath.Join(cache, "castor-bench-images"), spec)
+	if err != nil {
+		return err
+	}
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	blobs, dirs := memory.NewBlobService(), memory.NewDirectoryService()
+	t0 := time.Now()
+	root, _, _, err := fsimport.Import(ctx, data, blobs, dirs, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("imported %d MiB + %d files into the castore in %v\n", sizeMiB, nfiles, time.Since(t0).Round(time.Millisecond))
+
+	sec := 365 * 24 * time.Hour
+	configs := []struct {
+		name  string
+		serve func(sock string) (stop func(), err error)
+	}{
+		{"castor", func(sock string) (func(), error) {
+			return serveCastor(sock, quiet, func(context.Context) (fuse.RawFileSystem, error) {
+				return castorfs.New(castorfs.Roots{"data": root}, dirs, blobs, castorfs.Options{Logger: quiet})
+			})
+		}},
+		{"castor-loopback", func(sock string) (func(), error) {
+			return serveCastor(sock, quiet, func(context.Context) (fuse.RawFileSystem, error) {
+				r, err := gofs.NewLoopbackRoot(share)
+				if err != nil {
+					return nil, err
+				}
+				return gofs.NewNodeFS(r, &gofs.Options{EntryTimeout: &sec, AttrTimeout: &sec}), nil
+			})
+		}},
+		{"virtiofsd", func(sock string) (func(), error) {
+			cmd := exec.Command("/usr/lib/qemu/virtiofsd", "--socket-path="+sock, "-o", "source="+share, "-o", "cache=always", "-o", "log_level=err")
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return nil, err
+			}
+			for i := 0; i < 500; i++ {
+				if _, err := os.Stat(sock); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			return func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(sock) }, nil
+		}},
+	}
+	fmt.Printf("%-16s %12s %12s %10s %10s\n", "server", "read", "MB/s", "ls -l", "ls -l warm")
+	for _, c := range configs {
+		if only != "" && c.name != only {
+			continue
+		}
+		var rs []result
+		for i := 0; i < runs; i++ {
+			sock := filepath.Join(work, c.name+".sock")
+			stop, err := c.serve(sock)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			r, err := boot(img, sock, sizeMiB, nfiles)
+			stop()
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			rs = append(rs, r)
+		}
+		sort.Slice(rs, func(i, j int) bool { return rs[i].read < rs[j].read })
+		m := rs[len(rs)/2]
+		mbps := float64(sizeMiB) * 1.048576 / m.read.Seconds()
+		fmt.Printf("%-16s %12v %12.0f %10v %10v\n", c.name, m.read, mbps, m.ls, m.lsWarm)
+	}
+	return nil
+}
+
+func serveCastor(sock string, log *slog.Logger, newFS virtiofs.NewFS) (func(), error) {
+	l, err := vhostuser.Listen(sock)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		virtiofs.Serve(ctx, l, newFS, &virtiofs.Options{Logger: log}, false)
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+var resultRE = regexp.MustCompile(`RESULT read_cs=(\d+) ls_cs=(\d+) ls_warm_cs=(\d+) files=(\d+) size=(\d+)`)
+
+func boot(img *images.Image, sock string, sizeMiB, nfiles int) (result, error) {
+	var out bytes.Buffer
+	cmd := exec.Command("qemu-system-x86_64",
+		"-machine", "microvm,memory-backend=mem,rtc=on", "-accel", "tcg", "-cpu", "max",
+		"-m", "1024M", "-object", "memory-backend-memfd,id=mem,size=1024M,share=on",
+		"-global", "virtio-mmio.force-legacy=false",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+		"-kernel", img.Kernel, "-initrd", img.Initramfs, "-append", kernelArgs,
+		"-chardev", "socket,id=vfs,path="+sock,
+		"-device", "vhost-user-fs-device,chardev=vfs,tag=bench,queue-size=1024",
+	)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return result{}, fmt.Errorf("qemu: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		return result{}, fmt.Errorf("guest hung:\n%s", out.String())
+	}
+	m := resultRE.FindStringSubmatch(out.String())
+	if m == nil {
+		return result{}, fmt.Errorf("no result on the console:\n%s", out.String())
+	}
+	n := func(i int) int { v, _ := strconv.Atoi(m[i]); return v }
+	if n(4) != nfiles || n(5) != sizeMiB<<20 {
+		return result{}, fmt.Errorf("guest saw %d files and %d bytes:\n%s", n(4), n(5), out.String())
+	}
+	cs := func(i int) time.Duration { return time.Duration(n(i)) * 10 * time.Millisecond }
+	return result{read: cs(1), ls: cs(2), lsWarm: cs(3)}, nil
+}
+
+func makeData(dir string, sizeMiB, nfiles int) error {
+	if err := os.MkdirAll(filepath.Join(dir, "many"), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "big.bin"))
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	x := uint64(88172645463325252)
+	for i := 0; i < sizeMiB; i++ {
+		for j := 0; j < len(buf); j += 8 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			for k := 0; k < 8; k++ {
+				buf[j+k] = byte(x >> (8 * k))
+			}
+		}
+		if _, err := f.Write(buf); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for i := 0; i < nfiles; i++ {
+		p := filepath.Join(dir, "many", fmt.Sprintf("file-%05d", i))
+		if err := os.WriteFile(p, []byte(strings.Repeat("x", i%200)), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
