@@ -18,6 +18,7 @@ func Mount(tb testing.TB, mountpoint string, fsys fuse.RawFileSystem, opts casto
 	if err != nil {
 		tb.Fatalf("mount %s: %v", mountpoint, err)
 	}
+	RecordConnection(mountpoint)
 	tb.Cleanup(func() {
 		if err := srv.Unmount(); err != nil {
 			tb.Errorf("unmount %s: %v", mountpoint, err)
