@@ -1,0 +1,362 @@
+package eval
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"unsafe"
+
+	"github.com/castor-nix/castor/evaluator/evalio"
+	"github.com/castor-nix/castor/evaluator/syntax"
+)
+
+// searchPathEntry is one element of the Nix search path.
+type searchPathEntry struct {
+	prefix string
+	path   string
+}
+
+func parseSearchPathEntry(s string) searchPathEntry {
+	if i := strings.IndexByte(s, '='); i >= 0 {
+		return searchPathEntry{prefix: s[:i], path: s[i+1:]}
+	}
+	return searchPathEntry{path: s}
+}
+
+// ioError reports a failed file or store operation at pos.
+func (ev *Evaluator) ioError(pos syntax.Pos, err error, format string, args ...any) {
+	e := &Error{Kind: ErrIO, Pos: pos, Cause: err, fset: ev.fset}
+	msg := format
+	if len(args) > 0 {
+		msg = sprintf(format, args...)
+	}
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		e.Msg = msg + ": " + pe.Err.Error()
+	default:
+		e.Msg = msg + ": " + err.Error()
+	}
+	panic(e)
+}
+
+func (ev *Evaluator) readFile(path string, pos syntax.Pos) []byte {
+	b, err := ev.store.ReadFile(ev.ctx, path)
+	if err != nil {
+		ev.ioError(pos, err, "opening file '%s'", path)
+	}
+	return b
+}
+
+// resolveExprPath follows symlinks at path and turns a directory into its
+// default.nix, as Nix's resolveExprPath does.
+func (ev *Evaluator) resolveExprPath(path string, pos syntax.Pos) string {
+	for i := 0; ; i++ {
+		if i >= 1024 {
+			ev.throw(ErrEval, pos, "too many symbolic links encountered while traversing the path '%s'", path)
+		}
+		fi, err := ev.store.Lstat(ev.ctx, path)
+		if err != nil {
+			ev.ioError(pos, err, "getting status of '%s'", path)
+		}
+		switch fi.Type {
+		case evalio.TypeSymlink:
+			target, err := ev.store.ReadLink(ev.ctx, path)
+			if err != nil {
+				ev.ioError(pos, err, "reading symbolic link '%s'", path)
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(path), target)
+			}
+			path = syntax.CanonPath(target)
+			continue
+		case evalio.TypeDirectory:
+			return syntax.CanonPath(path + "/default.nix")
+		}
+		return path
+	}
+}
+
+// evalFile is import: parse and evaluate a file once, caching the value.
+func (ev *Evaluator) evalFile(path string, pos syntax.Pos) Value {
+	if v, ok := ev.fileCache[path]; ok {
+		return v
+	}
+	resolved := ev.resolveExprPath(path, pos)
+	if v, ok := ev.fileCache[resolved]; ok {
+		return v
+	}
+	c, ok := ev.parseCache[resolved]
+	if !ok {
+		c = ev.parseFileCode(resolved, pos, ev.baseScope)
+		ev.parseCache[resolved] = c
+	}
+	msg := "while evaluating the file '" + resolved + "':"
+	ev.push(frame{kind: frMsg, p: unsafe.Pointer(&msg)})
+	v := c.eval(ev, ev.baseEnv)
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	ev.fileCache[resolved] = v
+	if path != resolved {
+		ev.fileCache[path] = v
+	}
+	return v
+}
+
+func (ev *Evaluator) parseFileCode(resolved string, pos syntax.Pos, s *scope) code {
+	src := ev.readFile(resolved, pos)
+	f := ev.fset.AddFile(resolved, resolved, src)
+	root, perr := syntax.Parse(f, syntax.Options{BaseDir: filepath.Dir(resolved), Home: ev.home})
+	if perr != nil {
+		se := perr.(*syntax.Error)
+		panic(&Error{Kind: ErrParse, Msg: se.Msg, Pos: se.Pos, fset: ev.fset})
+	}
+	c := &compiler{ev: ev, file: f}
+	return c.compile(root, s)
+}
+
+// realisePath is Nix's realisePath: coerce to an absolute path and make
+// the store paths of its context valid (import from derivation).
+func (ev *Evaluator) realisePath(v Value, pos syntax.Pos) string {
+	var ctx ctxBuilder
+	p := ev.coerceToPath(pos, v, &ctx)
+	if c := ctx.result(); len(c) > 0 {
+		var paths []string
+		for _, e := range c {
+			paths = append(paths, ctxPath(e))
+		}
+		if err := ev.store.Realise(ev.ctx, paths); err != nil {
+			ev.ioError(pos, err, "cannot realise the context of '%s'", p)
+		}
+	}
+	return p
+}
+
+// copyPathToStore adds a source path to the store (once per evaluation)
+// and returns its store path: what a path becomes in a string.
+func (ev *Evaluator) copyPathToStore(pos syntax.Pos, path string) string {
+	if strings.HasSuffix(path, ".drv") {
+		ev.throw(ErrEval, pos, "file names are not allowed to end in '.drv'")
+	}
+	if sp, ok := ev.srcToStore[path]; ok {
+		return sp
+	}
+	sp, err := ev.store.AddPath(ev.ctx, evalio.AddPathRequest{Path: path, Name: baseNameOf(path), Recursive: true})
+	if err != nil {
+		ev.ioError(pos, err, "getting status of '%s'", path)
+	}
+	ev.srcToStore[path] = sp
+	return sp
+}
+
+func (ev *Evaluator) pathExists(path string) bool {
+	_, err := ev.store.Lstat(ev.ctx, path)
+	return err == nil
+}
+
+// findFile looks up a <path> in a search path (Nix's findFile).
+func (ev *Evaluator) findFile(entries []searchPathEntry, name string, pos syntax.Pos) string {
+	for _, e := range entries {
+		var suffix string
+		if e.prefix == "" {
+			suffix = "/" + name
+		} else {
+			if !strings.HasPrefix(name, e.prefix) || len(name) > len(e.prefix) && name[len(e.prefix)] != '/' {
+				continue
+			}
+			if len(name) > len(e.prefix) {
+				suffix = "/" + name[len(e.prefix)+1:]
+			}
+		}
+		root := e.path
+		if strings.Contains(root, "://") {
+			ev.log.Warn("Nix search path entry is a URL; fetching is not supported, ignoring", "entry", root)
+			continue
+		}
+		if !filepath.IsAbs(root) {
+			abs, err := filepath.Abs(root)
+			if err != nil {
+				continue
+			}
+			root = abs
+		}
+		if !ev.pathExists(root) {
+			continue
+		}
+		res := root + suffix
+		if ev.pathExists(res) {
+			return syntax.CanonPath(res)
+		}
+	}
+	ev.throw(ErrThrown, pos, "file '%s' was not found in the Nix search path (add it using $NIX_PATH or -I)", name)
+	return ""
+}
+
+func init() {
+	def1("import", true, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
+		p := ev.realisePath(a, pos)
+		return ev.evalFile(p, pos)
+	})
+	def2("scopedImport", true, func(ev *Evaluator, pos syntax.Pos, scopeV, a Value) Value {
+		sv := ev.forceAttrs(scopeV, pos)
+		p := ev.realisePath(a, pos)
+		resolved := ev.resolveExprPath(p, pos)
+		as := sv.attrs()
+		s := &scope{up: ev.baseScope, names: make(map[string]int, len(as))}
+		env := newEnv(ev.baseEnv, len(as))
+		for i, at := range as {
+			s.names[ev.syms.name(at.Name)] = i
+			env.vals[i] = at.Val
+		}
+		c := ev.parseFileCode(resolved, pos, s)
+		return c.eval(ev, env)
+	})
+	def1("readFile", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
+		p := ev.realisePath(a, pos)
+		b := ev.readFile(p, pos)
+		for _, c := range b {
+			if c == 0 {
+				ev.throw(ErrEval, pos, "the contents of the file '%s' cannot be represented as a Nix string", p)
+			}
+		}
+		return Str(string(b))
+	})
+	def1("readDir", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
+		p := ev.realisePath(a, pos)
+		ents, err := ev.store.ReadDir(ev.ctx, p)
+		if err != nil {
+			ev.ioError(pos, err, "opening directory '%s'", p)
+		}
+		out := make([]Attr, len(ents))
+		for i, e := range ents {
+			out[i] = Attr{Name: ev.intern(e.Name), Val: Str(e.Type.String())}
+		}
+		sortAttrs(out)
+		return attrsValue(out)
+	})
+	def1("pathExists", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
+		p := ev.realisePath(a, pos)
+		return Bool(ev.pathExists(p))
+	})
+	def2("hashFile", false, func(ev *Evaluator, pos syntax.Pos, algo, a Value) Value {
+		h := newHash(ev, ev.forceStringNoCtx(algo, pos), pos)
+		p := ev.realisePath(a, pos)
+		h.Write(ev.readFile(p, pos))
+		return Str(hexString(h.Sum(nil)))
+	})
+	def2("findFile", false, func(ev *Evaluator, pos syntax.Pos, sp, name Value) Value {
+		l := ev.forceList(sp, pos)
+		var entries []searchPathEntry
+		for _, e := range l.list() {
+			es := ev.forceAttrs(e, pos)
+			var prefix string
+			if p := lookupAttr(es.attrs(), symPrefix); p != nil {
+				prefix = ev.forceStringNoCtx(p.Val, pos)
+			}
+			pa := ev.getAttrFor(es, "findFile", symPath, pos)
+			var ctx ctxBuilder
+			path := ev.coerceToString(pos, pa, &ctx, false, false, true)
+			if c := ctx.result(); len(c) > 0 {
+				var paths []string
+				for _, e := range c {
+					paths = append(paths, ctxPath(e))
+				}
+				if err := ev.store.Realise(ev.ctx, paths); err != nil {
+					ev.throw(ErrEval, pos, "cannot find '%s', since path '%s' is not valid", path, paths[0])
+				}
+			}
+			entries = append(entries, searchPathEntry{prefix: prefix, path: path})
+		}
+		return Path(ev.findFile(entries, ev.forceStringNoCtx(name, pos), pos))
+	})
+	def2("toFile", false, func(ev *Evaluator, pos syntax.Pos, nameV, textV Value) Value {
+		name := ev.forceStringNoCtx(nameV, pos)
+		tv := ev.forceString(textV, pos)
+		var refs []string
+		for _, e := range tv.ctx() {
+			if strings.HasPrefix(e, "=") || strings.HasPrefix(e, "!") {
+				ev.throw(ErrEval, pos, "in 'toFile': the file '%s' cannot refer to derivation outputs", name)
+			}
+			refs = append(refs, e)
+		}
+		sp, err := ev.store.AddText(ev.ctx, name, tv.str(), refs)
+		if err != nil {
+			ev.ioError(pos, err, "in 'toFile'")
+		}
+		return StrCtx(sp, Context{sp})
+	})
+	def2("filterSource", false, func(ev *Evaluator, pos syntax.Pos, f, a Value) Value {
+		var ctx ctxBuilder
+		p := ev.coerceToPath(pos, a, &ctx)
+		if len(ctx.result()) > 0 {
+			ev.throw(ErrEval, pos, "string '%s' cannot refer to other paths", p)
+		}
+		f = ev.forceFunction(f, pos)
+		return ev.addPath(pos, p, baseNameOf(p), f, true, "")
+	})
+	def1("path", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
+		args := ev.forceAttrs(a, pos)
+		var path, name, sha string
+		var filter Value
+		recursive := true
+		for _, at := range args.attrs() {
+			switch at.Name {
+			case symPath:
+				var ctx ctxBuilder
+				path = ev.coerceToPath(at.Pos, at.Val, &ctx)
+			case symName:
+				name = ev.forceStringNoCtx(at.Val, at.Pos)
+			case symFilter:
+				filter = ev.forceFunction(at.Val, at.Pos)
+			case symRecursive:
+				recursive = ev.forceBool(at.Val, at.Pos)
+			case symSha256:
+				sha = ev.forceStringNoCtx(at.Val, at.Pos)
+			default:
+				ev.throw(ErrEval, at.Pos, "unsupported argument '%s' to 'addPath'", ev.syms.name(at.Name))
+			}
+		}
+		if path == "" {
+			ev.throw(ErrEval, pos, "'path' required")
+		}
+		if name == "" {
+			name = baseNameOf(path)
+		}
+		return ev.addPath(pos, path, name, filter, recursive, sha)
+	})
+	def1("storePath", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
+		var ctx ctxBuilder
+		p := ev.coerceToPath(pos, a, &ctx)
+		dir := ev.store.StoreDir() + "/"
+		if !strings.HasPrefix(p, dir) {
+			ev.throw(ErrEval, pos, "path '%s' is not in the Nix store", p)
+		}
+		base, _, _ := strings.Cut(p[len(dir):], "/")
+		sp := dir + base
+		if err := ev.store.Realise(ev.ctx, []string{sp}); err != nil {
+			ev.ioError(pos, err, "path '%s' is not valid", sp)
+		}
+		return StrCtx(p, ctx.result().union(Context{sp}))
+	})
+}
+
+// addPath is filterSource and builtins.path.
+func (ev *Evaluator) addPath(pos syntax.Pos, path, name string, filter Value, recursive bool, sha string) Value {
+	req := evalio.AddPathRequest{Path: path, Name: name, Recursive: recursive}
+	if filter.k != kInvalid {
+		req.Filter = func(p string, t evalio.FileType) bool {
+			r := ev.call2(filter, Str(p), Str(t.String()), pos)
+			return ev.forceBool(r, pos)
+		}
+	}
+	sp, err := ev.store.AddPath(ev.ctx, req)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			panic(e)
+		}
+		ev.ioError(pos, err, "adding '%s' to the store", path)
+	}
+	_ = sha
+	return StrCtx(sp, Context{sp})
+}

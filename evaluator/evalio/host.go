@@ -1,0 +1,300 @@
+package evalio
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/castor-nix/castor/store/nixpath"
+)
+
+// Host implements Store on the host file system without a store: AddPath
+// and AddText compute the store path Nix would produce and write nothing;
+// Realise fails for paths it does not know. Reads below a computed store
+// path are served from the source it was computed from. The zero value is
+// not usable; call NewHost.
+type Host struct {
+	mu      sync.Mutex
+	sources map[string]string // store path -> source path (for AddPath)
+	texts   map[string]string // store path -> contents (for AddText)
+}
+
+var _ Store = (*Host)(nil)
+
+// NewHost returns a Host store.
+func NewHost() *Host {
+	return &Host{sources: map[string]string{}, texts: map[string]string{}}
+}
+
+// StoreDir implements Store.
+func (h *Host) StoreDir() string { return nixpath.StoreDir }
+
+// resolve maps a path below a computed store path to its source.
+func (h *Host) resolve(path string) (string, string, bool) {
+	dir := nixpath.StoreDir + "/"
+	if !strings.HasPrefix(path, dir) {
+		return path, "", false
+	}
+	rest := path[len(dir):]
+	base, sub, _ := strings.Cut(rest, "/")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sp := dir + base
+	if src, ok := h.sources[sp]; ok {
+		if sub == "" {
+			return src, "", true
+		}
+		return src + "/" + sub, "", true
+	}
+	if t, ok := h.texts[sp]; ok && sub == "" {
+		return "", t, true
+	}
+	return path, "", false
+}
+
+// ReadFile implements Store.
+func (h *Host) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, text, ok := h.resolve(path)
+	if ok && p == "" {
+		return []byte(text), nil
+	}
+	return os.ReadFile(p)
+}
+
+// ReadDir implements Store.
+func (h *Host) ReadDir(ctx context.Context, path string) ([]DirEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, _, _ := h.resolve(path)
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DirEntry, len(ents))
+	for i, e := range ents {
+		out[i] = DirEntry{Name: e.Name(), Type: modeType(e.Type())}
+	}
+	return out, nil
+}
+
+func modeType(m fs.FileMode) FileType {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return TypeSymlink
+	case m.IsDir():
+		return TypeDirectory
+	case m.IsRegular():
+		return TypeRegular
+	}
+	return TypeUnknown
+}
+
+// Lstat implements Store.
+func (h *Host) Lstat(ctx context.Context, path string) (FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return FileInfo{}, err
+	}
+	p, text, ok := h.resolve(path)
+	if ok && p == "" {
+		return FileInfo{Type: TypeRegular, Size: int64(len(text))}, nil
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	return FileInfo{Type: modeType(fi.Mode()), Executable: fi.Mode()&0o111 != 0, Size: fi.Size()}, nil
+}
+
+// ReadLink implements Store.
+func (h *Host) ReadLink(ctx context.Context, path string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	p, _, _ := h.resolve(path)
+	return os.Readlink(p)
+}
+
+// AddPath implements Store by hashing the tree as a NAR.
+func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) {
+	src, _, _ := h.resolve(req.Path)
+	var sum [sha256.Size]byte
+	if req.Recursive {
+		hw := sha256.New()
+		if err := dumpNAR(ctx, hw, src, src, req.Filter); err != nil {
+			return "", err
+		}
+		copy(sum[:], hw.Sum(nil))
+		sp, err := nixpath.MakeSourcePath(sum, req.Name, nil, false)
+		if err != nil {
+			return "", fmt.Errorf("adding %s: %w", req.Path, err)
+		}
+		h.mu.Lock()
+		h.sources[sp.Absolute()] = src
+		h.mu.Unlock()
+		return sp.Absolute(), nil
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	sum = sha256.Sum256(data)
+	sp, err := nixpath.MakeFixedOutputPath(nixpath.Flat, nixpath.SHA256Hash(sum), req.Name, nil, false)
+	if err != nil {
+		return "", fmt.Errorf("adding %s: %w", req.Path, err)
+	}
+	h.mu.Lock()
+	h.sources[sp.Absolute()] = src
+	h.mu.Unlock()
+	return sp.Absolute(), nil
+}
+
+// AddText implements Store.
+func (h *Host) AddText(ctx context.Context, name, text string, refs []string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	var rs []nixpath.StorePath
+	for _, r := range refs {
+		sp, err := nixpath.ParseAbsolute(r)
+		if err != nil {
+			return "", err
+		}
+		rs = append(rs, sp)
+	}
+	sp, err := nixpath.MakeTextPath(name, sha256.Sum256([]byte(text)), rs)
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	h.texts[sp.Absolute()] = text
+	h.mu.Unlock()
+	return sp.Absolute(), nil
+}
+
+// Realise implements Store: paths Host computed are valid; anything else
+// would need a builder.
+func (h *Host) Realise(ctx context.Context, paths []string) error {
+	for _, p := range paths {
+		if _, _, ok := h.resolve(p); ok {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		}
+		return fmt.Errorf("cannot realise '%s': %w (no builder is configured)", p, ErrUnsupported)
+	}
+	return nil
+}
+
+// dumpNAR writes the NAR serialisation of the tree at path. root is the
+// path the filter sees paths relative to (it sees absolute paths).
+func dumpNAR(ctx context.Context, w hash.Hash, path, root string, filter Filter) error {
+	nw := &narWriter{w: w}
+	nw.str("nix-archive-1")
+	if err := nw.node(ctx, path, filter); err != nil {
+		return err
+	}
+	return nil
+}
+
+type narWriter struct {
+	w   io.Writer
+	buf [8]byte
+}
+
+func (n *narWriter) str(s string) {
+	binary.LittleEndian.PutUint64(n.buf[:], uint64(len(s)))
+	n.w.Write(n.buf[:])
+	io.WriteString(n.w, s)
+	if pad := (8 - len(s)%8) % 8; pad > 0 {
+		n.w.Write(make([]byte, pad))
+	}
+}
+
+func (n *narWriter) node(ctx context.Context, path string, filter Filter) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	n.str("(")
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(path)
+		if err != nil {
+			return err
+		}
+		n.str("type")
+		n.str("symlink")
+		n.str("target")
+		n.str(target)
+	case fi.IsDir():
+		n.str("type")
+		n.str("directory")
+		ents, err := os.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		for _, e := range ents {
+			child := filepath.Join(path, e.Name())
+			if filter != nil && !filter(child, modeType(e.Type())) {
+				continue
+			}
+			n.str("entry")
+			n.str("(")
+			n.str("name")
+			n.str(e.Name())
+			n.str("node")
+			if err := n.node(ctx, child, filter); err != nil {
+				return err
+			}
+			n.str(")")
+		}
+	case fi.Mode().IsRegular():
+		n.str("type")
+		n.str("regular")
+		if fi.Mode()&0o100 != 0 {
+			n.str("executable")
+			n.str("")
+		}
+		n.str("contents")
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		binary.LittleEndian.PutUint64(n.buf[:], uint64(fi.Size()))
+		n.w.Write(n.buf[:])
+		m, err := io.Copy(n.w, f)
+		if err != nil {
+			return err
+		}
+		if m != fi.Size() {
+			return fmt.Errorf("%s changed while reading", path)
+		}
+		if pad := (8 - m%8) % 8; pad > 0 {
+			n.w.Write(make([]byte, pad))
+		}
+	default:
+		return fmt.Errorf("file '%s' has an unsupported type: %w", path, errors.ErrUnsupported)
+	}
+	n.str(")")
+	return nil
+}

@@ -1,0 +1,102 @@
+package evalio
+
+import (
+	"context"
+	"errors"
+)
+
+// FileType is the type of a directory entry, named as builtins.readDir
+// names them.
+type FileType uint8
+
+const (
+	TypeUnknown FileType = iota
+	TypeRegular
+	TypeDirectory
+	TypeSymlink
+)
+
+func (t FileType) String() string {
+	switch t {
+	case TypeRegular:
+		return "regular"
+	case TypeDirectory:
+		return "directory"
+	case TypeSymlink:
+		return "symlink"
+	}
+	return "unknown"
+}
+
+// DirEntry is one entry of a directory listing.
+type DirEntry struct {
+	Name string
+	Type FileType
+}
+
+// FileInfo is what Lstat reports.
+type FileInfo struct {
+	Type       FileType
+	Executable bool
+	Size       int64
+}
+
+// Filter decides whether an entry below the root of an added path is
+// included. path is absolute (the source path of the entry). It may panic
+// with an evaluation error, which the Store must let through.
+type Filter func(path string, t FileType) bool
+
+// AddPathRequest asks to add a file system tree to the store.
+type AddPathRequest struct {
+	// Path is the absolute source path.
+	Path string
+	// Name is the store path name (usually the source's base name).
+	Name string
+	// Recursive selects NAR (recursive) hashing; otherwise the path must
+	// be a regular file and is hashed flat.
+	Recursive bool
+	// Filter, if non-nil, selects the entries to include.
+	Filter Filter
+}
+
+// Errors a Store returns, wrapped with details.
+var (
+	// ErrNotExist: the path does not exist (also matches fs.ErrNotExist
+	// when the Store wraps an *fs.PathError).
+	ErrNotExist = errors.New("path does not exist")
+	// ErrUnsupported: the Store cannot do this (for Host: building).
+	ErrUnsupported = errors.New("not supported by this store")
+)
+
+// Store is everything the evaluator needs from files and the Nix store.
+//
+// All paths are absolute. Methods that can block take a context and give
+// up with its error when it is canceled. Errors for missing paths wrap
+// fs.ErrNotExist. Implementations must be safe for use by one evaluator at
+// a time (the evaluator is single-threaded).
+type Store interface {
+	// StoreDir is the store directory, "/nix/store".
+	StoreDir() string
+
+	// ReadFile returns the contents of the file at path, following
+	// symlinks.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// ReadDir lists the directory at path (following symlinks to it),
+	// sorted by name; entry types are those of the entries themselves.
+	ReadDir(ctx context.Context, path string) ([]DirEntry, error)
+	// Lstat describes path without following a final symlink.
+	Lstat(ctx context.Context, path string) (FileInfo, error)
+	// ReadLink returns the target of the symlink at path.
+	ReadLink(ctx context.Context, path string) (string, error)
+
+	// AddPath adds a tree to the store (or computes where it would go)
+	// and returns the absolute store path.
+	AddPath(ctx context.Context, req AddPathRequest) (string, error)
+	// AddText adds a text file with the given references (absolute store
+	// paths) and returns its absolute store path, as builtins.toFile.
+	AddText(ctx context.Context, name, text string, refs []string) (string, error)
+	// Realise makes the given store paths valid (building them if they
+	// are derivation outputs), for import-from-derivation. Paths already
+	// valid are left alone.
+	Realise(ctx context.Context, paths []string) error
+}
