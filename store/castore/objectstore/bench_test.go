@@ -332,6 +332,31 @@ func BenchmarkRead(b *testing.B) {
 				s.Close()
 			}
 		})
+		// As a FUSE server reads: ReadAt in order, 128 KiB at a time (no
+		// whole-blob check).
+		b.Run(kind+"/sequentialReadAt/cold", func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			buf := make([]byte, 128<<10)
+			c0 := cpuTime()
+			defer func() { reportCPU(b, cpuTime()-c0, int64(b.N)*int64(len(data))) }()
+			for b.Loop() {
+				s, err := Open(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r, err := s.OpenBlob(context.Background(), d)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
+					if _, err := r.ReadAt(buf, off); err != nil && err != io.EOF {
+						b.Fatal(err)
+					}
+				}
+				r.Close()
+				s.Close()
+			}
+		})
 		for _, size := range []int{4 << 10, 128 << 10} {
 			b.Run(fmt.Sprintf("%s/random%dKiB", kind, size>>10), func(b *testing.B) {
 				s, err := Open(dir, WithCacheSize(0))

@@ -120,13 +120,15 @@ func newCodec(level zstd.EncoderLevel) (*codec, error) {
 }
 
 // encode appends the chunk file contents for data to dst. With compress
-// false, or when compression does not save space, it stores data raw.
+// false, or when compression saves less than 1/32 of the size, it stores
+// data raw: raw chunks are read without decompression (readRawChunk).
 func (c *codec) encode(dst, data []byte, compress bool) []byte {
 	if compress {
 		enc := c.encoders.Get().(*zstd.Encoder)
 		out := enc.EncodeAll(data, dst)
 		c.encoders.Put(enc)
-		if n := len(out) - len(dst); n >= minFrameSize && n < rawFrameSize(len(data)) {
+		raw := rawFrameSize(len(data))
+		if n := len(out) - len(dst); n >= minFrameSize && n < raw-raw/32 {
 			return out
 		}
 		dst = out[:len(dst)]

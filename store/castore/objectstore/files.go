@@ -1,6 +1,8 @@
 package objectstore
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -228,6 +230,94 @@ func readFile(path string) ([]byte, error) {
 		n += m
 	}
 	return buf[:size], nil
+}
+
+// readRawChunk reads a chunk file holding a raw frame (as appendRawFrame
+// writes it) of size bytes straight into a new buffer, with one preadv:
+// the frame and block headers go to a scratch buffer, the payloads to
+// their place in the result, saving a copy of the data. ok is false when
+// the file is not such a frame (then the caller reads it the usual way);
+// errNoFile is returned when there is no file.
+func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return nil, false, errNoFile
+	}
+	if err != nil {
+		return nil, false, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, false, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Size != int64(rawFrameSize(int(size))) {
+		return nil, false, nil
+	}
+	data = make([]byte, size)
+	blocks := max(1, (int(size)+maxRawBlock-1)/maxRawBlock)
+	var scratch [rawFrameHeader + 3*(MaxReadChunkSize/maxRawBlock)]byte
+	hdrs := scratch[:rawFrameHeader+3*blocks]
+	iov := make([][]byte, 0, 1+2*blocks)
+	iov = append(iov, hdrs[:rawFrameHeader])
+	for b := range blocks {
+		iov = append(iov, hdrs[rawFrameHeader+3*b:rawFrameHeader+3*b+3])
+		iov = append(iov, data[b*maxRawBlock:min(int(size), (b+1)*maxRawBlock)])
+	}
+	want := int(st.Size)
+	for got := 0; got < want; {
+		n, err := unix.Preadv(fd, iov, int64(got))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return nil, false, nil // shrank: let the usual path report it
+		}
+		got += n
+		iov = skipIovec(iov, n)
+	}
+	// Check that the headers are exactly those of a raw frame of size.
+	var expect [rawFrameHeader + 3*(MaxReadChunkSize/maxRawBlock)]byte
+	if !bytes.Equal(hdrs, rawFrameHeaders(expect[:0], int(size))) {
+		return nil, false, nil
+	}
+	return data, true, nil
+}
+
+// rawFrameHeaders appends the header bytes appendRawFrame writes for size
+// bytes: the frame header, then each block's header.
+func rawFrameHeaders(dst []byte, size int) []byte {
+	dst = append(dst, zstdMagic[:]...)
+	dst = append(dst, 2<<6|1<<5)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(size))
+	for rest := size; ; {
+		n := min(rest, maxRawBlock)
+		h := uint32(n) << 3
+		if n == rest {
+			h |= 1
+		}
+		dst = append(dst, byte(h), byte(h>>8), byte(h>>16))
+		rest -= n
+		if rest == 0 {
+			return dst
+		}
+	}
+}
+
+// skipIovec drops the first n bytes from iov.
+func skipIovec(iov [][]byte, n int) [][]byte {
+	for n > 0 && len(iov) > 0 {
+		if n < len(iov[0]) {
+			iov[0] = iov[0][n:]
+			return iov
+		}
+		n -= len(iov[0])
+		iov = iov[1:]
+	}
+	return iov
 }
 
 // readHead reads up to len(b) bytes from the start of the file at path.

@@ -333,6 +333,18 @@ func TestDamageAndRepair(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"flipped header", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) {
+			path := s.chunkPath(middleChunk(t, s, d))
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[6] ^= 1 // in the frame header (the content size of a raw frame)
+			os.Remove(path)
+			if err := os.WriteFile(path, b, 0o444); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"removed chunk", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) {
 			if err := os.Remove(s.chunkPath(middleChunk(t, s, d))); err != nil {
 				t.Fatal(err)
@@ -344,31 +356,33 @@ func TestDamageAndRepair(t *testing.T) {
 			}
 		}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			s := openTest(t, WithCacheSize(0))
-			data := castoretest.Pattern(c.size, 12)
-			d := castoretest.PutBlob(t, s, data)
-			c.damage(t, s, d)
-			if p, err := s.Check(t.Context(), true); err != nil || len(p) != 1 || p[0].Blob != d || !errors.Is(p[0].Err, castore.ErrCorrupt) {
-				t.Errorf("Check after damage: %v, %v; want one problem with %s", p, err, d)
-			}
-			for range 2 {
-				got, err := readAll(s, d)
-				if !errors.Is(err, castore.ErrCorrupt) {
-					t.Fatalf("read of damaged blob: %v, want ErrCorrupt", err)
+		for _, comp := range []Compression{CompressNone, CompressFastest} {
+			t.Run(c.name+"/"+comp.String(), func(t *testing.T) {
+				s := openTest(t, WithCacheSize(0), WithCompression(comp))
+				data := castoretest.Pattern(c.size, 12)
+				d := castoretest.PutBlob(t, s, data)
+				c.damage(t, s, d)
+				if p, err := s.Check(t.Context(), true); err != nil || len(p) != 1 || p[0].Blob != d || !errors.Is(p[0].Err, castore.ErrCorrupt) {
+					t.Errorf("Check after damage: %v, %v; want one problem with %s", p, err, d)
 				}
-				if !bytes.Equal(got, data[:len(got)]) {
-					t.Fatal("damaged blob returned wrong bytes")
+				for range 2 {
+					got, err := readAll(s, d)
+					if !errors.Is(err, castore.ErrCorrupt) {
+						t.Fatalf("read of damaged blob: %v, want ErrCorrupt", err)
+					}
+					if !bytes.Equal(got, data[:len(got)]) {
+						t.Fatal("damaged blob returned wrong bytes")
+					}
 				}
-			}
-			castoretest.PutBlob(t, s, data)
-			if got, err := readAll(s, d); err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("after writing again: %d bytes, %v", len(got), err)
-			}
-			if p, err := s.Check(t.Context(), true); err != nil || len(p) != 0 {
-				t.Errorf("Check after repair: %v, %v", p, err)
-			}
-		})
+				castoretest.PutBlob(t, s, data)
+				if got, err := readAll(s, d); err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("after writing again: %d bytes, %v", len(got), err)
+				}
+				if p, err := s.Check(t.Context(), true); err != nil || len(p) != 0 {
+					t.Errorf("Check after repair: %v, %v", p, err)
+				}
+			})
+		}
 	}
 }
 
@@ -465,7 +479,7 @@ func TestReadAhead(t *testing.T) {
 // those that may belong to a live writer.
 func TestTempCleanup(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
+	s, err := Open(dir, WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,7 +513,7 @@ func TestTempCleanup(t *testing.T) {
 			os.Chtimes(p, old, old)
 		}
 	}
-	s, err = Open(dir, WithTempMaxAge(time.Hour))
+	s, err = Open(dir, WithTempMaxAge(time.Hour), WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -439,6 +439,25 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 		return nil, errStoreClosed
 	}
 	path := s.chunkPath(d)
+	if size > 0 {
+		// Raw chunks (incompressible data, or CompressAuto's choice)
+		// are read straight into place.
+		data, ok, err := readRawChunk(path, size)
+		if err == errNoFile {
+			return nil, errNoFile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
+		}
+		if ok {
+			if castore.Sum(data) != d {
+				err := fmt.Errorf("chunk %s: %w: contents do not match the digest", d, castore.ErrCorrupt)
+				s.quarantine(path, err)
+				return nil, err
+			}
+			return data, nil
+		}
+	}
 	frame, err := readFile(path)
 	if err != nil {
 		if err == errNoFile {
