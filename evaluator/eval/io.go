@@ -42,6 +42,9 @@ func (ev *Evaluator) ioError(pos syntax.Pos, err error, format string, args ...a
 }
 
 func (ev *Evaluator) readFile(path string, pos syntax.Pos) []byte {
+	if b, ok := corepkgsFile(path); ok {
+		return b
+	}
 	b, err := ev.store.ReadFile(ev.ctx, path)
 	if err != nil {
 		ev.ioError(pos, err, "opening file '%s'", path)
@@ -52,6 +55,9 @@ func (ev *Evaluator) readFile(path string, pos syntax.Pos) []byte {
 // resolveExprPath follows symlinks at path and turns a directory into its
 // default.nix, as Nix's resolveExprPath does.
 func (ev *Evaluator) resolveExprPath(path string, pos syntax.Pos) string {
+	if _, ok := corepkgsFile(path); ok {
+		return path
+	}
 	for i := 0; ; i++ {
 		if i >= 1024 {
 			ev.throw(ErrEval, pos, "too many symbolic links encountered while traversing the path '%s'", path)
@@ -150,6 +156,9 @@ func (ev *Evaluator) copyPathToStore(pos syntax.Pos, path string) string {
 }
 
 func (ev *Evaluator) pathExists(path string) bool {
+	if _, ok := corepkgsFile(path); ok {
+		return true
+	}
 	_, err := ev.store.Lstat(ev.ctx, path)
 	return err == nil
 }
@@ -187,6 +196,9 @@ func (ev *Evaluator) findFile(entries []searchPathEntry, name string, pos syntax
 		if ev.pathExists(res) {
 			return syntax.CanonPath(res)
 		}
+	}
+	if strings.HasPrefix(name, "nix/") {
+		return corepkgsPrefix + name[4:]
 	}
 	ev.throw(ErrThrown, pos, "file '%s' was not found in the Nix search path (add it using $NIX_PATH or -I)", name)
 	return ""
