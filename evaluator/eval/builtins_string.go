@@ -371,7 +371,7 @@ func init() {
 	})
 }
 
-func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isAlpha(c byte) bool     { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 func isDigitByte(c byte) bool { return c >= '0' && c <= '9' }
 
 // nextComponent returns the next version component of v from *p: a run of

@@ -457,7 +457,7 @@ func (c *hasAttrCode) eval(ev *Evaluator, env *Env) Value {
 }
 
 type ifCode struct {
-	pos              syntax.Pos
+	pos               syntax.Pos
 	cond, then, else_ code
 }
 

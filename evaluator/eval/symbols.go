@@ -81,4 +81,3 @@ var predefinedSyms = [...]string{
 	symRecursive: "recursive", symSha256: "sha256", symURL: "url", symRev: "rev",
 	symRef: "ref",
 }
-

@@ -146,10 +146,10 @@ func attrsValue(a []Attr) Value {
 	return Value{k: kAttrs, n: uint64(len(a)), p: unsafe.Pointer(&a[0])}
 }
 
-func closureValue(c *Closure) Value  { return Value{k: kLambda, p: unsafe.Pointer(c)} }
-func primopValue(p *Primop) Value    { return Value{k: kPrimop, p: unsafe.Pointer(p)} }
+func closureValue(c *Closure) Value     { return Value{k: kLambda, p: unsafe.Pointer(c)} }
+func primopValue(p *Primop) Value       { return Value{k: kPrimop, p: unsafe.Pointer(p)} }
 func primopAppValue(p *primopApp) Value { return Value{k: kPrimopApp, p: unsafe.Pointer(p)} }
-func thunkValue(t *Thunk) Value      { return Value{k: kThunk, p: unsafe.Pointer(t)} }
+func thunkValue(t *Thunk) Value         { return Value{k: kThunk, p: unsafe.Pointer(t)} }
 
 func (v Value) int() int64        { return int64(v.n) }
 func (v Value) float() float64    { return math.Float64frombits(v.n) }
