@@ -151,7 +151,7 @@ func TestMountpointProblems(t *testing.T) {
 	r := start(t, st, mountcmd.Options{Mountpoint: stale})
 	r.cancel()
 
-	if err := mountcmd.Run(context.Background(), st, mountcmd.Options{Mountpoint: filepath.Join(mp+"-nonexistent")}, nil); err == nil || !strings.Contains(err.Error(), "mkdir -p") {
+	if err := mountcmd.Run(context.Background(), st, mountcmd.Options{Mountpoint: filepath.Join(mp + "-nonexistent")}, nil); err == nil || !strings.Contains(err.Error(), "mkdir -p") {
 		t.Errorf("missing mountpoint: %v", err)
 	}
 }
@@ -174,7 +174,6 @@ func makeStale(t *testing.T, mp string) {
 		t.Fatalf("stale mount: stat gives %v", err)
 	}
 }
-
 
 // Unmounting while a file is open falls back to a lazy detach, and says
 // so; the mount ends when the file is closed.
