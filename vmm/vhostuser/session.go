@@ -276,10 +276,12 @@ func (s *session) handle(h header, p []byte, fds []int) (reply []byte, err error
 			_ = mr.unmap()
 			return nil, err
 		}
-		// Adding a region leaves existing mappings (and ring pointers)
-		// valid: swap the table without stopping anything running.
-		s.mem = m
-		s.startReady()
+		// Running queues hold the old table: restart them on the new one
+		// (existing mappings stay, so nothing is unmapped).
+		s.memChange(func() *memory {
+			s.mem = m
+			return &memory{}
+		})
 		return nil, nil
 	case ReqRemMemReg:
 		r, err := decodeMemReg(p)
@@ -486,8 +488,10 @@ func (s *session) startReady() {
 			index: i, size: vr.num, addr: vr.addr, lastAvail: vr.base, features: s.acked, callFD: vr.callFD,
 		}, s.log)
 		if err != nil {
-			vr.failed = err
-			s.log.Warn("vhost-user: cannot start queue", "queue", i, "err", err)
+			// The rings are not (or not yet) in mapped memory, e.g.
+			// between REM_MEM_REG and ADD_MEM_REG: retried at the next
+			// memory or ring change.
+			s.log.Debug("vhost-user: queue not startable", "queue", i, "err", err)
 			continue
 		}
 		ctx, cancel := context.WithCancel(s.ctx)

@@ -221,6 +221,42 @@ func TestStopWhileIdleAndRestart(t *testing.T) {
 	}
 }
 
+// Memory going away under a running ring stops it; memory coming back
+// restarts it where it was (QEMU's REM_MEM_REG/ADD_MEM_REG, and Cloud
+// Hypervisor's repeated SET_MEM_TABLE).
+func TestMemoryChangeWhileRunning(t *testing.T) {
+	for _, setMemTab := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SetMemTab=%v", setMemTab), func(t *testing.T) {
+			ts := startServer(t, 1, false)
+			vm := dial(t, ts.path, vhostusertest.Options{SetMemTab: setMemTab, TwoRegion: true})
+			if err := vm.MapMemory(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := vm.SetupQueue(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			echoRound(t, vm, r, "before", false)
+			if setMemTab {
+				if err := vm.MapMemory(); err != nil { // a new table replaces the old
+					t.Fatal(err)
+				}
+			} else {
+				if err := vm.UnmapMemory(); err != nil {
+					t.Fatal(err)
+				}
+				if err := vm.MapMemory(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			echoRound(t, vm, r, "after", true)
+			if base, err := r.GetBase(); err != nil || base != 2 {
+				t.Fatalf("GET_VRING_BASE = %d, %v; want 2", base, err)
+			}
+		})
+	}
+}
+
 func TestDisabledRingIsNotServed(t *testing.T) {
 	ts := startServer(t, 1, false)
 	vm := dial(t, ts.path, vhostusertest.Options{})

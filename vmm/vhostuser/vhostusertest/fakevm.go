@@ -39,6 +39,7 @@ const (
 	reqSetVringEnable      = 18
 	reqGetConfig           = 24
 	reqAddMemReg           = 37
+	reqRemMemReg           = 38
 
 	featProtocolFeatures = 1 << 30
 	featEventIdx         = 1 << 29
@@ -193,7 +194,14 @@ func (vm *FakeVM) Alloc(n int) uint64 {
 }
 
 // MapMemory registers guest memory with the backend.
-func (vm *FakeVM) MapMemory() error {
+func (vm *FakeVM) MapMemory() error { return vm.memory(false) }
+
+// UnmapMemory removes the regions MapMemory registered with REM_MEM_REG,
+// as QEMU does when memory is unplugged or reconfigured (not valid with
+// SetMemTab).
+func (vm *FakeVM) UnmapMemory() error { return vm.memory(true) }
+
+func (vm *FakeVM) memory(remove bool) error {
 	type reg struct{ ga, size uint64 }
 	regs := []reg{{0, uint64(len(vm.Mem))}}
 	if vm.opts.TwoRegion {
@@ -206,7 +214,7 @@ func (vm *FakeVM) MapMemory() error {
 		binary.LittleEndian.PutUint64(b[16:], userBase+r.ga)
 		binary.LittleEndian.PutUint64(b[24:], r.ga) // mmap offset in the memfd
 	}
-	if vm.opts.SetMemTab {
+	if vm.opts.SetMemTab && !remove {
 		p := make([]byte, 8+32*len(regs))
 		binary.LittleEndian.PutUint32(p, uint32(len(regs)))
 		fds := make([]int, len(regs))
@@ -216,10 +224,14 @@ func (vm *FakeVM) MapMemory() error {
 		}
 		return vm.send(reqSetMemTable, p, fds, true)
 	}
+	req := uint32(reqAddMemReg)
+	if remove {
+		req = reqRemMemReg
+	}
 	for _, r := range regs {
 		p := make([]byte, 40)
 		enc(p[8:], r)
-		if err := vm.send(reqAddMemReg, p, []int{vm.memfd}, true); err != nil {
+		if err := vm.send(req, p, []int{vm.memfd}, true); err != nil {
 			return err
 		}
 	}
