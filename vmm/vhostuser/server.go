@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -74,34 +75,23 @@ func (s *Server) logger() *slog.Logger {
 
 // Serve accepts connections on l until ctx is done, l is closed, or
 // MaxConns connections have ended; each connection gets its own session
-// and Device, served concurrently. Serve closes l, ends the sessions
-// still running when it returns, and waits for them. It returns nil when
-// stopped by ctx or MaxConns.
+// and Device, served concurrently. A connection that closes without
+// sending a message (such as Listen's liveness probe from another process)
+// does not count toward MaxConns. Serve closes l (removing the socket
+// file), ends the sessions still running and waits for them before it
+// returns. It returns nil when stopped by ctx or MaxConns.
 func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	go func() {
-		<-ctx.Done()
+	defer func() {
+		cancel()
 		l.Close()
+		wg.Wait()
 	}()
-	// ended counts finished connections for MaxConns; its capacity keeps
-	// a finishing session from ever blocking on it.
-	ended := make(chan struct{}, max(s.MaxConns, 1))
-	accepted, finished := 0, 0
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var served atomic.Int32
 	for {
-		if s.MaxConns > 0 && accepted >= s.MaxConns {
-			for finished < accepted {
-				select {
-				case <-ended:
-					finished++
-				case <-ctx.Done():
-					return nil
-				}
-			}
-			return nil
-		}
 		conn, err := l.AcceptUnix()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
@@ -109,17 +99,15 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 			}
 			return fmt.Errorf("vhost-user: accept: %w", err)
 		}
-		accepted++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() {
-				if s.MaxConns > 0 {
-					ended <- struct{}{}
-				}
-			}()
-			if err := s.ServeConn(ctx, conn); err != nil {
+			msgs, err := s.serveConn(ctx, conn)
+			if err != nil {
 				s.logger().Warn("vhost-user: connection ended with an error", "err", err)
+			}
+			if msgs > 0 && s.MaxConns > 0 && int(served.Add(1)) >= s.MaxConns {
+				cancel()
 			}
 		}()
 	}
@@ -129,6 +117,11 @@ func (s *Server) Serve(ctx context.Context, l *net.UnixListener) error {
 // hangs up (nil) or ctx is done (nil), or the stream breaks (an error).
 // It closes conn.
 func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
+	_, err := s.serveConn(ctx, conn)
+	return err
+}
+
+func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) (int, error) {
 	log := s.logger()
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -137,13 +130,14 @@ func (s *Server) ServeConn(ctx context.Context, conn *net.UnixConn) error {
 	defer stop()
 	dev, err := s.NewDevice(ctx)
 	if err != nil {
-		return fmt.Errorf("vhost-user: new device: %w", err)
+		return 0, fmt.Errorf("vhost-user: new device: %w", err)
 	}
 	log.Debug("vhost-user: front-end connected")
-	err = newSession(ctx, conn, dev, log).serve()
+	sess := newSession(ctx, conn, dev, log)
+	err = sess.serve()
 	if ctx.Err() != nil {
 		err = nil
 	}
-	log.Debug("vhost-user: front-end gone", "err", err)
-	return err
+	log.Debug("vhost-user: front-end gone", "messages", sess.messages, "err", err)
+	return sess.messages, err
 }

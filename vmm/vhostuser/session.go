@@ -49,6 +49,8 @@ type session struct {
 	protoAcked   uint64
 
 	mem *memory
+
+	messages int // requests read, for Server.MaxConns
 }
 
 func newSession(ctx context.Context, conn *net.UnixConn, dev Device, log *slog.Logger) *session {
@@ -77,6 +79,7 @@ func (s *session) serve() error {
 			}
 			return err
 		}
+		s.messages++
 		s.log.Debug("vhost-user: request", "req", h.Request, "size", h.Size, "fds", len(fds))
 		reply, herr := s.handle(h, payload, fds)
 		if herr != nil {
