@@ -11,7 +11,8 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/nar"
@@ -184,38 +185,51 @@ func importErr(ctx context.Context, err error) error {
 }
 
 // walk reads the tree's metadata, collecting the regular files in NAR
-// order.
+// order. Entries are stat'ed relative to their directory's descriptor, so
+// the kernel resolves one name per call, not the whole path.
 func walk(ctx context.Context, path string, files *[]job, prog *Progress) (*node, error) {
+	return walkAt(ctx, unix.AT_FDCWD, path, path, files, prog)
+}
+
+func walkAt(ctx context.Context, dirfd int, name, path string, files *[]job, prog *Progress) (*node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, fmt.Errorf("fsimport: %w", err)
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		return nil, pathErr("lstat", path, err)
 	}
-	n := &node{name: filepath.Base(path)}
-	switch mode := fi.Mode(); {
-	case mode.IsRegular():
-		n.kind, n.size, n.exec = castore.KindFile, fi.Size(), mode&0o100 != 0
+	n := &node{name: name}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		n.kind, n.size, n.exec = castore.KindFile, st.Size, st.Mode&unix.S_IXUSR != 0
 		*files = append(*files, job{n: n, path: path})
 		prog.TotalFiles++
-		prog.TotalBytes += uint64(fi.Size())
-	case mode&os.ModeSymlink != 0:
+		prog.TotalBytes += uint64(st.Size)
+	case unix.S_IFLNK:
 		n.kind = castore.KindSymlink
-		if n.target, err = os.Readlink(path); err != nil {
-			return nil, fmt.Errorf("fsimport: %w", err)
+		var buf [castore.MaxTargetLen + 1]byte
+		k, err := unix.Readlinkat(dirfd, name, buf[:])
+		if err != nil {
+			return nil, pathErr("readlink", path, err)
 		}
+		if k > castore.MaxTargetLen {
+			return nil, fmt.Errorf("fsimport: %s: %w: symlink target longer than %d bytes", path, ErrUnsupported, castore.MaxTargetLen)
+		}
+		n.target = string(buf[:k])
 		if err := (castore.Node{Kind: castore.KindSymlink, Target: n.target}).Validate(); err != nil {
 			return nil, fmt.Errorf("fsimport: %s: %w: %w", path, ErrUnsupported, err)
 		}
-	case mode.IsDir():
+	case unix.S_IFDIR:
 		n.kind = castore.KindDirectory
-		f, err := os.Open(path)
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("fsimport: %w", err)
+			return nil, pathErr("open", path, err)
 		}
+		// A blocking descriptor: os.NewFile keeps it out of the poller.
+		f := os.NewFile(uintptr(fd), path)
+		defer f.Close()
 		names, err := f.Readdirnames(-1)
-		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("fsimport: %w", err)
 		}
@@ -226,15 +240,41 @@ func walk(ctx context.Context, path string, files *[]job, prog *Progress) (*node
 			if err := castore.ValidateName(name); err != nil {
 				return nil, fmt.Errorf("fsimport: %s: %w: %w", child, ErrUnsupported, err)
 			}
-			if n.children[i], err = walk(ctx, child, files, prog); err != nil {
+			if n.children[i], err = walkAt(ctx, fd, name, child, files, prog); err != nil {
 				return nil, err
 			}
-			n.children[i].name = name
 		}
 	default:
-		return nil, fmt.Errorf("fsimport: %s: %w: %v (only regular files, directories and symlinks can be imported)", path, ErrUnsupported, mode.Type())
+		return nil, fmt.Errorf("fsimport: %s: %w: %v (only regular files, directories and symlinks can be imported)", path, ErrUnsupported, modeType(st.Mode))
 	}
 	return n, nil
+}
+
+// modeType names a file type for errors.
+func modeType(m uint32) os.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return os.ModeSocket
+	case unix.S_IFIFO:
+		return os.ModeNamedPipe
+	case unix.S_IFCHR:
+		return os.ModeDevice | os.ModeCharDevice
+	case unix.S_IFBLK:
+		return os.ModeDevice
+	}
+	return os.ModeIrregular
+}
+
+func pathErr(op, path string, err error) error {
+	return fmt.Errorf("fsimport: %w", &os.PathError{Op: op, Path: path, Err: err})
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // worker reads files into its own buffers and stores them as blobs.
@@ -276,18 +316,28 @@ func (w *worker) copyFile(ctx context.Context, bs castore.BlobIngester, j *job) 
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	f, err := os.OpenFile(j.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	// Raw descriptors: os.File would try (and fail) to register each
+	// regular file with the poller, a syscall per file for nothing.
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(j.path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("fsimport: %w", err)
+		if err == unix.ELOOP {
+			return fmt.Errorf("fsimport: %s changed during the import (now a symlink)", j.path)
+		}
+		return pathErr("open", j.path, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("fsimport: %w", err)
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return pathErr("fstat", j.path, err)
 	}
-	if !fi.Mode().IsRegular() || fi.Size() != j.n.size {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != j.n.size {
 		return fmt.Errorf("fsimport: %s changed during the import", j.path)
 	}
+	f := fdReader(fd)
 	bw, err := bs.NewBlobWriter(ctx)
 	if err != nil {
 		return fmt.Errorf("fsimport: %s: %w", j.path, err)
@@ -299,12 +349,12 @@ func (w *worker) copyFile(ctx context.Context, bs castore.BlobIngester, j *job) 
 			return err
 		}
 		buf = buf[:min(int64(len(buf)), left)]
-		if _, err := io.ReadFull(f, buf); err != nil {
+		if _, err := io.ReadFull(&f, buf); err != nil {
 			w.free <- buf[:cap(buf)]
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return fmt.Errorf("fsimport: %s shrank during the import", j.path)
 			}
-			return fmt.Errorf("fsimport: %w", err)
+			return pathErr("read", j.path, err)
 		}
 		if _, err := bw.Write(buf); err != nil {
 			w.free <- buf[:cap(buf)]
@@ -465,4 +515,23 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += uint64(n)
 	return n, err
+}
+
+// fdReader reads a raw descriptor.
+type fdReader int
+
+func (f *fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(*f), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
