@@ -270,9 +270,6 @@ func TestBuildCachesByContent(t *testing.T) {
 // One real boot: the kernel and initramfs come up under QEMU, the modules
 // load, and the guest powers off so QEMU exits by itself.
 func TestBootsUnderQEMU(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
 	img := imagestest.BuildImage(t, "#!/bin/sh\n"+
 		"mount -t proc proc /proc\nmount -t sysfs sys /sys\n"+
 		imagestest.LoadModules+"\n"+

@@ -90,9 +90,6 @@ func (f trackedFS) Close() error {
 // and powers off; QEMU must exit by itself (the backend answers the vring
 // stop at shutdown) and the hashes must match the host's.
 func TestQEMUVirtiofs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots VMs")
-	}
 	img := imagestest.BuildImage(t, "#!/bin/sh\n"+
 		"mount -t proc proc /proc\n"+
 		imagestest.LoadModules+"\n"+

@@ -54,9 +54,6 @@ func buildProbe(t *testing.T) []byte {
 // guest echoes. Every byte is compared on the side that receives it, and
 // QEMU must exit by itself when the guest powers off.
 func TestQEMUVsock(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
 	probe := buildProbe(t)
 	img := imagestest.BuildImage(t, "#!/bin/sh\n"+
 		"mount -t proc proc /proc\n"+

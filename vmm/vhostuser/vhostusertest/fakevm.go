@@ -251,13 +251,14 @@ type Ring struct {
 	availIdx    uint16
 	lastUsed    uint16
 	chains      map[uint16][]uint16 // head -> descriptors to free
+	kept        map[uint16]bool     // prepared chains: reused, never freed
 }
 
 // SetupQueue allocates ring i in guest memory, sends its description to
 // the backend and enables it.
 func (vm *FakeVM) SetupQueue(i int) (*Ring, error) {
 	n := vm.opts.QueueSize
-	r := &Ring{vm: vm, Index: i, size: uint16(n), chains: map[uint16][]uint16{}}
+	r := &Ring{vm: vm, Index: i, size: uint16(n), chains: map[uint16][]uint16{}, kept: map[uint16]bool{}}
 	r.desc = vm.Alloc(16 * n)
 	r.avail = vm.Alloc(6 + 2*n)
 	r.used = vm.Alloc(6 + 8*n)
@@ -347,6 +348,10 @@ type Buf struct {
 // it available and kicks. With indirect, the chain goes through one
 // indirect descriptor table. It returns the head index.
 func (r *Ring) Submit(bufs []Buf, indirect bool) (uint16, error) {
+	return r.submit(bufs, indirect, false)
+}
+
+func (r *Ring) submit(bufs []Buf, indirect, prepareOnly bool) (uint16, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	vm := r.vm
@@ -421,11 +426,35 @@ func (r *Ring) Submit(bufs []Buf, indirect bool) (uint16, error) {
 		head, used = ids[0], ids
 	}
 	r.chains[head] = used
-	slot := r.avail + 4 + 2*uint64(r.availIdx%r.size)
-	binary.LittleEndian.PutUint16(vm.Mem[slot:], head)
-	r.availIdx++
-	binary.LittleEndian.PutUint16(vm.Mem[r.avail+2:], r.availIdx) // amd64: stores are ordered
+	if prepareOnly {
+		r.kept[head] = true
+		return head, nil
+	}
+	r.publishLocked(head)
 	return head, r.Kick()
+}
+
+func (r *Ring) publishLocked(head uint16) {
+	mem := r.vm.Mem
+	slot := r.avail + 4 + 2*uint64(r.availIdx%r.size)
+	binary.LittleEndian.PutUint16(mem[slot:], head)
+	r.availIdx++
+	binary.LittleEndian.PutUint16(mem[r.avail+2:], r.availIdx) // amd64: stores are ordered
+}
+
+// Prepare writes a chain like Submit but does not make it available:
+// Publish does, as often as the caller likes (benchmarks reuse chains
+// instead of allocating guest memory per request).
+func (r *Ring) Prepare(bufs []Buf, indirect bool) (uint16, error) {
+	return r.submit(bufs, indirect, true)
+}
+
+// Publish makes a prepared chain available again and kicks.
+func (r *Ring) Publish(head uint16) error {
+	r.mu.Lock()
+	r.publishLocked(head)
+	r.mu.Unlock()
+	return r.Kick()
 }
 
 // Kick notifies the backend.
@@ -457,8 +486,10 @@ func (r *Ring) PollUsed() []Used {
 		e := r.used + 4 + 8*uint64(r.lastUsed%r.size)
 		u := Used{Head: uint16(binary.LittleEndian.Uint32(mem[e:])), Len: binary.LittleEndian.Uint32(mem[e+4:])}
 		out = append(out, u)
-		r.freeDesc = append(r.freeDesc, r.chains[u.Head]...)
-		delete(r.chains, u.Head)
+		if !r.kept[u.Head] {
+			r.freeDesc = append(r.freeDesc, r.chains[u.Head]...)
+			delete(r.chains, u.Head)
+		}
 		r.lastUsed++
 	}
 	return out
