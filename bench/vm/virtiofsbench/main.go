@@ -137,13 +137,14 @@ func run(sizeMiB, nfiles, runs int, only string) error {
 			return func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(sock) }, nil
 		}},
 	}
-	fmt.Printf("%-16s %12s %12s %10s %10s\n", "server", "read", "MB/s", "ls -l", "ls -l warm")
-	for _, c := range configs {
-		if only != "" && c.name != only {
-			continue
-		}
-		var rs []result
-		for i := 0; i < runs; i++ {
+	// Runs are interleaved (castor, loopback, virtiofsd, castor, …) so
+	// that load from elsewhere on the machine affects all alike.
+	results := map[string][]result{}
+	for i := 0; i < runs; i++ {
+		for _, c := range configs {
+			if only != "" && c.name != only {
+				continue
+			}
 			sock := filepath.Join(work, c.name+".sock")
 			stop, err := c.serve(sock)
 			if err != nil {
@@ -154,12 +155,28 @@ func run(sizeMiB, nfiles, runs int, only string) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			rs = append(rs, r)
+			results[c.name] = append(results[c.name], r)
 		}
-		sort.Slice(rs, func(i, j int) bool { return rs[i].read < rs[j].read })
-		m := rs[len(rs)/2]
-		mbps := float64(sizeMiB) * 1.048576 / m.read.Seconds()
-		fmt.Printf("%-16s %12v %12.0f %10v %10v\n", c.name, m.read, mbps, m.ls, m.lsWarm)
+	}
+	fmt.Printf("median of %d boots each, %d MiB file, %d files:\n", runs, sizeMiB, nfiles)
+	fmt.Printf("%-16s %12s %8s %10s %12s\n", "server", "read", "MB/s", "ls -l", "ls -l warm")
+	for _, c := range configs {
+		rs := results[c.name]
+		if len(rs) == 0 {
+			continue
+		}
+		med := func(f func(result) time.Duration) time.Duration {
+			v := make([]time.Duration, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+			return v[len(v)/2]
+		}
+		read := med(func(r result) time.Duration { return r.read })
+		mbps := float64(sizeMiB) * 1.048576 / read.Seconds()
+		fmt.Printf("%-16s %12v %8.0f %10v %12v\n", c.name, read, mbps,
+			med(func(r result) time.Duration { return r.ls }), med(func(r result) time.Duration { return r.lsWarm }))
 	}
 	return nil
 }
