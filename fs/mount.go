@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -216,28 +217,35 @@ func mountedFUSE(mountpoint string) (string, bool) {
 		return "", false
 	}
 	defer f.Close()
-	var fstype string
-	found := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMountinfo(fields[4]) != mountpoint {
-			continue
-		}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				// Later lines are mounted on top of earlier ones.
-				fstype, found = fields[i+1], true
-				break
-			}
-		}
-	}
+	fstype, found := topMount(f, mountpoint)
 	if !found || !(fstype == "fuse" || strings.HasPrefix(fstype, "fuse.") || fstype == "fuseblk") {
 		return "", false
 	}
 	return fstype, true
+}
+
+// topMount returns the type of the last (topmost) filesystem mounted at
+// mountpoint in a mountinfo listing.
+func topMount(r io.Reader, mountpoint string) (fstype string, found bool) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER,
+		// separated by single spaces (the kernel escapes spaces, tabs,
+		// newlines and backslashes in fields, and nothing else).
+		fields := strings.Split(sc.Text(), " ")
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != mountpoint {
+			continue
+		}
+		for i, f := range fields[5:] {
+			if f == "-" && 5+i+1 < len(fields) {
+				// Later lines are mounted on top of earlier ones.
+				fstype, found = fields[5+i+1], true
+				break
+			}
+		}
+	}
+	return fstype, found
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for space…) of
