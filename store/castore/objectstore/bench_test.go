@@ -381,3 +381,27 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWriteWorkers stores a new 64 MiB blob with more or fewer
+// workers: where creating a file waits on the disk (a busy ext4 journal),
+// more workers than cores keep hashing while others wait.
+func BenchmarkWriteWorkers(b *testing.B) {
+	data := benchData(b, "random")[:64<<20]
+	for _, n := range []int{2, 4, 8, 16} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				b.StopTimer()
+				s, err := Open(b.TempDir(), WithWorkers(n))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				putReader(b, s, bytes.NewReader(data))
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}

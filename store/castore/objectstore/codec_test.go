@@ -165,3 +165,15 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestRawContentSize(t *testing.T) {
+	for n := range MaxChunkSize + 2*maxRawBlock {
+		if n > 1000 && n%997 != 0 && n%maxRawBlock > 3 && n%maxRawBlock < maxRawBlock-3 {
+			continue // the edges are what matter
+		}
+		got, ok := rawContentSize(int64(rawFrameSize(n)))
+		if !ok || got != int64(n) {
+			t.Fatalf("rawContentSize(rawFrameSize(%d)) = %d, %v", n, got, ok)
+		}
+	}
+}

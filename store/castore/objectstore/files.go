@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +50,26 @@ func shardPath(root, dir string, d castore.Digest) string {
 
 func (s *Store) chunkPath(d castore.Digest) string { return shardPath(s.root, chunksDir, d) }
 func (s *Store) blobPath(d castore.Digest) string  { return shardPath(s.root, blobsDir, d) }
+
+// shardSet remembers which shard directories (<hex of digest[:2]>) are
+// known to exist, so that a writer creates each at most once per process
+// instead of first failing to rename into it. Shard directories are never
+// removed; if one is anyway, renameMkdir recreates it.
+type shardSet [65536 / 64]atomic.Uint64
+
+// ensure creates the shard directory of d under root/dir unless known.
+func (ss *shardSet) ensure(root, dir string, d castore.Digest) error {
+	i := int(d[0])<<8 | int(d[1])
+	word, bit := &ss[i/64], uint64(1)<<(i%64)
+	if word.Load()&bit != 0 {
+		return nil
+	}
+	if err := mkdirParent(shardPath(root, dir, d)); err != nil {
+		return err
+	}
+	word.Or(bit)
+	return nil
+}
 
 // tempNames makes names for temporary files, unique across processes:
 // <pid namespace>-<pid>-<random>-<sequence>. The pid namespace and pid let
@@ -161,8 +182,9 @@ func mkdirParent(path string) error {
 	return nil
 }
 
-// createEmpty creates an empty file at path if there is none. An empty
-// file cannot be seen half-written, so it needs no temporary file.
+// createEmpty creates an empty file at path; it fails with an error
+// wrapping unix.EEXIST if there is one. An empty file cannot be seen
+// half-written, so it needs no temporary file.
 func createEmpty(path string) error {
 	err := unix.Mknod(path, unix.S_IFREG|0o444, 0)
 	if err == unix.ENOENT {
@@ -171,7 +193,7 @@ func createEmpty(path string) error {
 		}
 		err = unix.Mknod(path, unix.S_IFREG|0o444, 0)
 	}
-	if err != nil && err != unix.EEXIST {
+	if err != nil {
 		return &os.PathError{Op: "mknod", Path: path, Err: err}
 	}
 	return nil
@@ -232,12 +254,24 @@ func readFile(path string) ([]byte, error) {
 	return buf[:size], nil
 }
 
+// rawContentSize returns the content size n for which rawFrameSize(n) is
+// fileSize, if there is one.
+func rawContentSize(fileSize int64) (int64, bool) {
+	for blocks := int64(1); blocks <= MaxReadChunkSize/maxRawBlock; blocks++ {
+		n := fileSize - rawFrameHeader - 3*blocks
+		if n >= 0 && max(1, (n+maxRawBlock-1)/maxRawBlock) == blocks {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
 // readRawChunk reads a chunk file holding a raw frame (as appendRawFrame
-// writes it) of size bytes straight into a new buffer, with one preadv:
-// the frame and block headers go to a scratch buffer, the payloads to
-// their place in the result, saving a copy of the data. ok is false when
-// the file is not such a frame (then the caller reads it the usual way);
-// errNoFile is returned when there is no file.
+// writes it) of size bytes (-1: any size) straight into a new buffer, with
+// one preadv: the frame and block headers go to a scratch buffer, the
+// payloads to their place in the result, saving a copy of the data. ok is
+// false when the file is not such a frame (then the caller reads it the
+// usual way); errNoFile is returned when there is no file.
 func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
@@ -250,6 +284,11 @@ func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, false, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if size < 0 {
+		if size, ok = rawContentSize(st.Size); !ok {
+			return nil, false, nil
+		}
 	}
 	if st.Size != int64(rawFrameSize(int(size))) {
 		return nil, false, nil

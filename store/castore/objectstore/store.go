@@ -162,6 +162,8 @@ type Store struct {
 
 	closed atomic.Bool
 
+	chunkShards, blobShards shardSet
+
 	stats storeStats
 	hooks hooks
 }
@@ -439,7 +441,7 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 		return nil, errStoreClosed
 	}
 	path := s.chunkPath(d)
-	if size > 0 {
+	{
 		// Raw chunks (incompressible data, or CompressAuto's choice)
 		// are read straight into place.
 		data, ok, err := readRawChunk(path, size)

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
+	"golang.org/x/sys/unix"
 	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers fastcdc-v1.0.0
 
 	"github.com/castor-nix/castor/store/castore"
@@ -295,6 +296,9 @@ func (s *Store) putChunk(d castore.Digest, data []byte, compress bool) error {
 		s.stats.chunksSkipped.Add(1)
 		return nil
 	}
+	if err := s.chunkShards.ensure(s.root, chunksDir, d); err != nil {
+		return fmt.Errorf("objectstore: %w", err)
+	}
 	frame := getPooled(&frameBufs)
 	frame = s.codec.encode(frame, data, compress && s.cfg.compression != CompressNone)
 	err = s.publish(path, frame, false)
@@ -314,6 +318,19 @@ func (s *Store) putChunk(d castore.Digest, data []byte, compress bool) error {
 // and the other may be damaged.
 func (s *Store) putBlobFile(d castore.Digest, list []byte) error {
 	path := s.blobPath(d)
+	if err := s.blobShards.ensure(s.root, blobsDir, d); err != nil {
+		return fmt.Errorf("objectstore: %w", err)
+	}
+	if len(list) == 0 && s.cfg.sync == SyncNone {
+		// The common case, a new one-chunk blob, in one system call.
+		err := createEmpty(path)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("objectstore: blob %s: %w", d, err)
+		}
+	}
 	size, ok, err := statSize(path)
 	if err != nil {
 		return fmt.Errorf("objectstore: %w", err)
@@ -342,7 +359,9 @@ func (s *Store) putBlobFile(d castore.Digest, list []byte) error {
 		}
 	}
 	if !ok && len(list) == 0 {
-		err = createEmpty(path)
+		if err = createEmpty(path); errors.Is(err, unix.EEXIST) {
+			err = nil // another writer was quicker
+		}
 	} else {
 		err = s.publish(path, list, false)
 	}
