@@ -9,8 +9,8 @@ import (
 	"sync"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
-	"golang.org/x/sys/unix"
 	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers fastcdc-v1.0.0
+	"golang.org/x/sys/unix"
 
 	"github.com/castor-nix/castor/store/castore"
 )
