@@ -14,7 +14,9 @@ import (
 func TestWriterRejects(t *testing.T) {
 	dirH := func(p string) *nar.Header { return &nar.Header{Path: p, Type: nar.TypeDirectory} }
 	fileH := func(p string, n int64) *nar.Header { return &nar.Header{Path: p, Type: nar.TypeRegular, Size: n} }
-	linkH := func(p, target string) *nar.Header { return &nar.Header{Path: p, Type: nar.TypeSymlink, LinkTarget: target} }
+	linkH := func(p, target string) *nar.Header {
+		return &nar.Header{Path: p, Type: nar.TypeSymlink, LinkTarget: target}
+	}
 	for name, c := range map[string]struct {
 		headers []*nar.Header
 		data    string // written after the last header
