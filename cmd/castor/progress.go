@@ -79,3 +79,10 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	c.p.Add(int64(n))
 	return n, err
 }
+
+// SetTotal changes the total once it is known.
+func (p *progress) SetTotal(n int64) {
+	if p.bar != nil && p.bar.GetMax64() != n {
+		p.bar.ChangeMax64(n)
+	}
+}

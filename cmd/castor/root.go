@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	evalcli "github.com/castor-nix/castor/evaluator/cli"
 	"github.com/castor-nix/castor/store/compose"
 	"github.com/castor-nix/castor/store/nixstore"
 )
@@ -77,10 +78,15 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 	f.StringVar(&g.store.Blobs, "blob-service", "", "override the blob service URL (memory://, objectstore+file:///DIR)")
 	f.StringVar(&g.store.Directories, "directory-service", "", "override the directory service URL (memory://, bbolt:///FILE)")
 	f.StringVar(&g.store.PathInfos, "path-info-service", "", "override the path info service URL (memory://, bbolt:///FILE)")
+	f.StringArrayVar(&g.store.Substituters, "substituter", nil, "binary cache to fetch missing paths from, in priority order (repeatable): nix+https://HOST?trusted-public-keys=NAME:KEY, nix+file:///DIR…")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 
 	root.AddCommand(newStoreCommand(g))
+	root.AddCommand(newMountCommand(g))
+	root.AddCommand(newVirtiofsCommand(g))
+	root.AddCommand(evalcli.NewEvalCommand())
+	root.AddCommand(evalcli.NewReplCommand())
 	return root
 }
 

@@ -20,6 +20,8 @@ func newStoreCommand(g *globals) *cobra.Command {
 		Short: "Put paths into the store, get them out, inspect and verify it",
 	}
 	cmd.AddCommand(
+		newAddCommand(g),
+		newCopyCommand(g),
 		newDumpCommand(g),
 		newImportNARCommand(g),
 		newPathInfoCommand(g),

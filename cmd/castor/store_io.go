@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/castor-nix/castor/store/fsimport"
 	"github.com/castor-nix/castor/store/nixpath"
 )
 
@@ -109,6 +111,40 @@ listed with what is wrong; the exit status is 1 if there are any.`,
 			fmt.Fprintf(w, "%d paths checked, %d damaged\n", rep.Paths, len(rep.Damaged))
 			if len(rep.Damaged) > 0 {
 				return &exitError{code: 1, err: fmt.Errorf("%d damaged paths: re-add or re-fetch them", len(rep.Damaged))}
+			}
+			return nil
+		},
+	}
+}
+
+func newAddCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "add PATH...",
+		Short: "Add files or trees to the store and print their store paths (like nix-store --add)",
+		Long: `Adds each PATH (a file, directory or symlink) as the content-addressed store
+path Nix gives it (nix-store --add): /nix/store/<hash>-<basename of PATH>,
+where the hash covers the NAR of the tree. Files are read once; their
+contents are chunked, compressed and deduplicated in the castore.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, st, err := g.openStore(false)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			for _, path := range args {
+				bar := newByteProgress(cmd.ErrOrStderr(), -1, "adding "+filepath.Base(path))
+				info, err := st.AddPath(cmd.Context(), path, func(p fsimport.Progress) {
+					if p.TotalBytes > 0 {
+						bar.SetTotal(int64(p.TotalBytes))
+					}
+					bar.Set(int64(p.Bytes))
+				})
+				bar.Finish()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), info.StorePath.Absolute())
 			}
 			return nil
 		},

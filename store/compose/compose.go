@@ -11,12 +11,14 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/castor-nix/castor/store/binarycache"
 	"github.com/castor-nix/castor/store/boltdb"
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/castore/boltdir"
 	"github.com/castor-nix/castor/store/castore/memory"
 	"github.com/castor-nix/castor/store/pathinfo"
 	"github.com/castor-nix/castor/store/pathinfo/boltinfo"
+	"github.com/castor-nix/castor/store/pathinfo/layered"
 	pimemory "github.com/castor-nix/castor/store/pathinfo/memory"
 )
 
@@ -53,6 +55,10 @@ type Config struct {
 	Store string
 	// Blobs, Directories and PathInfos override single services.
 	Blobs, Directories, PathInfos string
+	// Substituters are binary caches (nix+http://, nix+https://,
+	// nix+file://) consulted in order for paths the store lacks; what they
+	// give is recorded in the store.
+	Substituters []string
 	// ReadOnly opens bbolt files read-only (shared with other readers).
 	ReadOnly bool
 }
@@ -113,7 +119,24 @@ func Open(cfg Config) (*Services, error) {
 		s.Close()
 		return nil, err
 	}
+	if len(cfg.Substituters) > 0 {
+		far := make([]pathinfo.Getter, len(cfg.Substituters))
+		for i, u := range cfg.Substituters {
+			bc, err := OpenSubstituter(u, s)
+			if err != nil {
+				s.Close()
+				return nil, err
+			}
+			far[i] = bc
+		}
+		s.PathInfos = layered.New(s.PathInfos, far...)
+	}
 	return s, nil
+}
+
+// OpenSubstituter opens a binary cache that ingests into s's castore.
+func OpenSubstituter(url string, s *Services) (*binarycache.Service, error) {
+	return binarycache.New(url, s.Blobs, s.Directories)
 }
 
 func or(a, b string) string {

@@ -9,6 +9,8 @@
 //	objectstore+file:///DIR        chunked blobs under DIR (blob service)
 //	bbolt:///FILE                  directories / path infos in a bbolt file
 //	file:///DIR or a plain path    the embedded default store rooted at DIR
+//	nix+https://HOST/…?trusted-public-keys=NAME:KEY
+//	nix+http://…, nix+file:///DIR  a Nix binary cache as a substituter
 //
 // The default store lives in DataDir(): $CASTOR_HOME, else
 // $XDG_DATA_HOME/castor, else /var/lib/castor for root and

@@ -1,14 +1,18 @@
 package compose
 
 import (
-	"fmt"
 	"net/url"
 
 	"github.com/castor-nix/castor/store/castore"
+	"github.com/castor-nix/castor/store/castore/objectstore"
 )
 
-// openObjectStore opens the chunked local blob store. Until that backend
-// lands, the embedded default cannot keep blobs.
+// openObjectStore opens the chunked local blob store at the URL's path.
 func openObjectStore(o *opener, u *url.URL) (castore.BlobService, error) {
-	return nil, fmt.Errorf("blob service %s: the chunked local blob store is not built yet", u)
+	s, err := objectstore.Open(u.Path)
+	if err != nil {
+		return nil, err
+	}
+	o.svc.closers = append(o.svc.closers, s)
+	return s, nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/castor-nix/castor/store/castore"
+	"github.com/castor-nix/castor/store/fsimport"
 	"github.com/castor-nix/castor/store/nar"
 	"github.com/castor-nix/castor/store/nixpath"
 	"github.com/castor-nix/castor/store/pathinfo"
@@ -51,4 +53,19 @@ func (s *Store) Dump(ctx context.Context, w io.Writer, abs string) error {
 		return err
 	}
 	return nar.Render(ctx, w, node, s.Blobs, s.Directories)
+}
+
+// AddPath adds a local file or tree as `nix-store --add` does: a "source"
+// path named after its basename, over the NAR's SHA-256. progress may be
+// nil.
+func (s *Store) AddPath(ctx context.Context, path string, progress func(fsimport.Progress)) (*pathinfo.PathInfo, error) {
+	name := filepath.Base(filepath.Clean(path))
+	if err := nixpath.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("cannot add %s: %w", path, err)
+	}
+	root, size, sum, err := fsimport.Import(ctx, path, s.Blobs, s.Directories, &fsimport.Options{Progress: progress})
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
+	return s.registerSource(ctx, name, root, size, sum)
 }
