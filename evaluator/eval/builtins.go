@@ -134,7 +134,10 @@ func (ev *Evaluator) forceFunction(v Value, pos syntax.Pos) Value {
 	return v
 }
 
-// equal is Nix's ==.
+// equal is Nix's eqValues on two value cells: the same cell (or the same
+// function, set or list object) is equal to itself, which is how Nix
+// compares functions inside lists and sets. The == operator itself
+// compares fresh copies and uses equalTop.
 func (ev *Evaluator) equal(a, b Value, pos syntax.Pos) bool {
 	if a.same(b) {
 		return true
@@ -143,6 +146,16 @@ func (ev *Evaluator) equal(a, b Value, pos syntax.Pos) bool {
 	if a.same(b) {
 		return true
 	}
+	return ev.equalForced(a, b, pos)
+}
+
+// equalTop is the == operator: like equal, without the identity shortcut
+// at the top level (so (f == f) is false for a function f, as in Nix).
+func (ev *Evaluator) equalTop(a, b Value, pos syntax.Pos) bool {
+	return ev.equalForced(ev.force(a), ev.force(b), pos)
+}
+
+func (ev *Evaluator) equalForced(a, b Value, pos syntax.Pos) bool {
 	switch {
 	case a.k == kInt && b.k == kFloat:
 		return float64(a.int()) == b.float()

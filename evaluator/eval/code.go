@@ -537,7 +537,7 @@ type eqCode struct {
 func (c *eqCode) eval(ev *Evaluator, env *Env) Value {
 	a := c.l.eval(ev, env)
 	b := c.r.eval(ev, env)
-	return Bool(ev.equal(a, b, c.pos) != c.neg)
+	return Bool(ev.equalTop(a, b, c.pos) != c.neg)
 }
 
 type updateCode struct {

@@ -181,9 +181,11 @@ func (ev *Evaluator) posAttrs(p syntax.Pos) Value {
 	if !pos.IsValid() {
 		return Null
 	}
+	// Nix 2.8 reports the source text itself as the "file" of an
+	// expression that did not come from a file.
 	file := pos.File.Path
 	if file == "" {
-		file = pos.File.Name
+		file = string(pos.File.Src)
 	}
 	return ev.mkAttrs(
 		Attr{Name: symFile, Val: Str(file)},

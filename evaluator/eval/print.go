@@ -140,7 +140,7 @@ func (p *printer) print(v Value) {
 			if isVarName(name) {
 				p.w.WriteString(name)
 			} else {
-				p.w.WriteString(syntax.QuoteString(name))
+				p.w.WriteString(syntax.QuoteAttrName(name))
 			}
 			p.w.WriteString(" = ")
 			p.print(a.Val)

@@ -61,7 +61,7 @@ func (ev *Evaluator) replPrint(b *strings.Builder, v Value, depth int) {
 			if isVarName(name) {
 				b.WriteString(name)
 			} else {
-				b.WriteString(syntax.QuoteString(name))
+				b.WriteString(syntax.QuoteAttrName(name))
 			}
 			b.WriteString(" = ")
 			ev.replPrint(b, a.Val, depth-1)

@@ -23,7 +23,17 @@ func QuoteString(s string) string {
 	return b.String()
 }
 
-func writeQuoted(b *strings.Builder, s string) {
+// QuoteAttrName prints an attribute name that needs quotes as Nix 2.8's
+// value printer does: like QuoteString, but every '$' is escaped.
+func QuoteAttrName(s string) string {
+	var b strings.Builder
+	writeQuotedAll(&b, s, true)
+	return b.String()
+}
+
+func writeQuoted(b *strings.Builder, s string) { writeQuotedAll(b, s, false) }
+
+func writeQuotedAll(b *strings.Builder, s string, allDollars bool) {
 	b.WriteByte('"')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -37,7 +47,7 @@ func writeQuoted(b *strings.Builder, s string) {
 			b.WriteString("\\r")
 		case c == '\t':
 			b.WriteString("\\t")
-		case c == '$' && i+1 < len(s) && s[i+1] == '{':
+		case c == '$' && (allDollars || i+1 < len(s) && s[i+1] == '{'):
 			b.WriteString("\\$")
 		default:
 			b.WriteByte(c)
