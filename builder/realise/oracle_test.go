@@ -253,4 +253,3 @@ func TestOracleCorpus(t *testing.T) {
 		}
 	}
 }
-
