@@ -21,7 +21,8 @@ type ClosurePutter struct {
 	commit func(ctx context.Context, dirs []DigestedDirectory) error
 
 	dirs  map[Digest]*Directory
-	order []DigestedDirectory // leaves first, as received
+	order []DigestedDirectory // leaves first, as first received
+	last  Digest              // the latest put: the root once closed
 	err   error
 	done  bool
 }
@@ -72,19 +73,13 @@ func (p *ClosurePutter) put(ctx context.Context, d *Directory) (Digest, error) {
 			return Digest{}, fmt.Errorf("directory %s, entry %q: %w", dg, e.Name, err)
 		}
 	}
+	// A directory sent again keeps its first place, which is leaves
+	// first; it may still be the root if it is the last one put.
 	if _, dup := p.dirs[dg]; !dup {
 		p.dirs[dg] = d
 		p.order = append(p.order, DigestedDirectory{Digest: dg, Directory: d})
-	} else if p.order[len(p.order)-1].Digest != dg {
-		// A repeated directory may become the root; move it last so
-		// connectivity is judged from the real root.
-		for i, o := range p.order {
-			if o.Digest == dg {
-				p.order = append(append(p.order[:i:i], p.order[i+1:]...), o)
-				break
-			}
-		}
 	}
+	p.last = dg
 	return dg, nil
 }
 
@@ -101,7 +96,7 @@ func (p *ClosurePutter) Close(ctx context.Context) (Digest, error) {
 		p.err = fmt.Errorf("%w: empty closure", ErrInvalid)
 		return Digest{}, p.err
 	}
-	root := p.order[len(p.order)-1].Digest
+	root := p.last
 	// Every directory sent must hang off the root.
 	reached := map[Digest]bool{root: true}
 	queue := []Digest{root}

@@ -198,6 +198,33 @@ func RunDirectoryService(t *testing.T, newService func(t *testing.T) castore.Dir
 		}
 	})
 
+	t.Run("RepeatedLeafStaysFirst", func(t *testing.T) {
+		// Ingesting a tree sends the empty directory once per place it
+		// appears; a putter that replays its closure must keep it leaves
+		// first. Replay through a second putter of the same service.
+		svc := newService(t)
+		var replay []castore.DigestedDirectory
+		p := castore.NewClosurePutter(svc, func(ctx context.Context, dirs []castore.DigestedDirectory) error {
+			replay = dirs
+			return nil
+		})
+		for _, d := range []*castore.Directory{DirA, DirB, DirA, DirD} {
+			if _, err := p.Put(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		dirs := make([]*castore.Directory, len(replay))
+		for i, d := range replay {
+			dirs[i] = d.Directory
+		}
+		if root := PutClosure(t, svc, dirs...); root != DirD.Digest() {
+			t.Fatalf("replayed root %s, want %s", root, DirD.Digest())
+		}
+	})
+
 	t.Run("Deduplicates", func(t *testing.T) {
 		svc := newService(t)
 		// A sent twice, once as a child of C; the closure is still valid.
