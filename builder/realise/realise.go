@@ -105,8 +105,11 @@ func (e *BuildError) Error() string {
 		} else {
 			fmt.Fprintf(&b, "builder for '%s' failed with exit code %d", e.DrvPath, exit.Code)
 		}
+	} else if errors.Is(e.Err, builder.ErrHashMismatch) {
+		// Says which derivation already, as Nix's message does.
+		b.WriteString(e.Err.Error())
 	} else {
-		fmt.Fprintf(&b, "building '%s': %v", e.DrvPath, e.Err)
+		fmt.Fprintf(&b, "building '%s': %s", e.DrvPath, strings.TrimPrefix(e.Err.Error(), e.DrvPath+": "))
 	}
 	if len(e.LogTail) > 0 {
 		fmt.Fprintf(&b, ";\n       last %d log lines:\n", len(e.LogTail))
