@@ -7,11 +7,12 @@ import (
 )
 
 // newMountCommand is `castor mount`, served by fs/mountcmd over the store
-// the global flags name. The store is opened read-only: the mount never
-// writes, and other readers may share it.
+// the global flags name. Without substituters the store is opened
+// read-only (the mount never writes, other readers may share it); with
+// them it is opened for writing, since fetched paths are recorded.
 func newMountCommand(g *globals) *cobra.Command {
 	return mountcmd.NewCommand(func(cmd *cobra.Command) (mountcmd.Store, func() error, error) {
-		svc, _, err := g.openStore(true)
+		svc, _, err := g.openStore(len(g.store.Substituters) == 0)
 		if err != nil {
 			return mountcmd.Store{}, nil, err
 		}
