@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/castor-nix/castor/builder/realisecmd"
 	evalcli "github.com/castor-nix/castor/evaluator/cli"
 	"github.com/castor-nix/castor/store/compose"
 	"github.com/castor-nix/castor/store/nixstore"
@@ -85,6 +86,7 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 	root.AddCommand(newStoreCommand(g))
 	root.AddCommand(newMountCommand(g))
 	root.AddCommand(newVirtiofsCommand(g))
+	root.AddCommand(realisecmd.NewRealiseCommand(g.builderStore), realisecmd.NewLogCommand(g.builderStore))
 	root.AddCommand(evalcli.NewEvalCommand())
 	root.AddCommand(evalcli.NewReplCommand())
 	return root

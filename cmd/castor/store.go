@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/castor-nix/castor/builder/realisecmd"
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/nixpath"
 	"github.com/castor-nix/castor/store/pathinfo"
@@ -28,6 +29,8 @@ func newStoreCommand(g *globals) *cobra.Command {
 		newLsCommand(g),
 		newCatCommand(g),
 		newVerifyCommand(g),
+		realisecmd.NewImportExportCommand(g.builderStore),
+		realisecmd.NewExportCommand(g.builderStore),
 	)
 	return cmd
 }

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/castor-nix/castor/builder/realisecmd"
+	"github.com/castor-nix/castor/store/compose"
+)
+
+// builderStore opens the store for the builder's commands (realise, log,
+// store import-export, store export), with build logs kept in the store's
+// directory under log/ (in memory for memory:// stores).
+func (g *globals) builderStore(cmd *cobra.Command, readOnly bool) (realisecmd.Store, func() error, error) {
+	svc, _, err := g.openStore(readOnly)
+	if err != nil {
+		return realisecmd.Store{}, nil, err
+	}
+	logDir := ""
+	if dir := g.store.Store; dir != "memory://" && dir != "memory:" {
+		if dir == "" {
+			dir = compose.DataDir()
+		}
+		logDir = filepath.Join(strings.TrimPrefix(dir, "file://"), "log")
+	}
+	return realisecmd.Store{Blobs: svc.Blobs, Directories: svc.Directories, PathInfos: svc.PathInfos, LogDir: logDir}, svc.Close, nil
+}
