@@ -66,7 +66,7 @@ func (fsys *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	hctx, hcancel := context.WithCancel(fsys.ctx)
 	h := &fileHandle{fsys: fsys, digest: d, r: r, size: r.Size(), cancel: hcancel}
 	if fsys.opts.Prefetch > 0 && h.size > pieceSize {
-		h.pf = newPrefetcher(hctx, r, h.size, int64(fsys.opts.Prefetch))
+		h.pf = newPrefetcher(hctx, r, h.size, int64(fsys.opts.Prefetch), &fsys.prefetchBytes)
 	}
 	out.Fh = fsys.files.add(h)
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,7 +70,15 @@ type FS struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	inodes   *inodeTable
+	inodes *inodeTable
+
+	loadMu  sync.Mutex
+	loading map[castore.Digest]*dirLoad // guarded by loadMu: directory fetches in flight
+
+	// prefetchBytes counts the read-ahead buffers in use by all open
+	// files, which stays under maxPrefetchBytes.
+	prefetchBytes atomic.Int64
+
 	files    handles[*fileHandle]
 	rootDirs handles[*rootListing]
 }
@@ -98,6 +108,7 @@ func New(roots RootResolver, dirs castore.DirectoryGetter, blobs castore.BlobOpe
 		opts:          opts,
 		log:           opts.Logger,
 		inodes:        newInodeTable(),
+		loading:       map[castore.Digest]*dirLoad{},
 	}
 	if opts.ListRoot {
 		l, ok := roots.(RootLister)
@@ -322,11 +333,50 @@ func (fsys *FS) dirOf(ctx context.Context, ino *inode) (*dirData, fuse.Status) {
 }
 
 // loadDir returns the listing of directory digest d, from a live inode if
-// one has it, else from the directory service.
+// one has it, else from the directory service. Concurrent loads of one
+// digest (parallel lookups in a directory the kernel has not seen) share
+// one fetch.
 func (fsys *FS) loadDir(ctx context.Context, d castore.Digest) (*dirData, fuse.Status) {
-	if dd := fsys.inodes.loadedDir(d); dd != nil {
-		return dd, fuse.OK
+	for {
+		if dd := fsys.inodes.loadedDir(d); dd != nil {
+			return dd, fuse.OK
+		}
+		fsys.loadMu.Lock()
+		l, waiting := fsys.loading[d]
+		if !waiting {
+			l = &dirLoad{done: make(chan struct{})}
+			fsys.loading[d] = l
+		}
+		fsys.loadMu.Unlock()
+		if !waiting {
+			l.dd, l.st = fsys.fetchDir(ctx, d)
+			fsys.loadMu.Lock()
+			delete(fsys.loading, d)
+			fsys.loadMu.Unlock()
+			close(l.done)
+			return l.dd, l.st
+		}
+		select {
+		case <-l.done:
+		case <-ctx.Done():
+			return nil, fuse.EINTR
+		}
+		if l.st != fuse.EINTR {
+			return l.dd, l.st
+		}
+		// The request that fetched was interrupted, not this one: again.
 	}
+}
+
+// dirLoad is a directory fetch in flight; dd and st are set before done
+// is closed.
+type dirLoad struct {
+	done chan struct{}
+	dd   *dirData
+	st   fuse.Status
+}
+
+func (fsys *FS) fetchDir(ctx context.Context, d castore.Digest) (*dirData, fuse.Status) {
 	dir, err := fsys.dirs.GetDirectory(ctx, d)
 	if err != nil {
 		if errors.Is(err, castore.ErrNotFound) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -344,5 +346,48 @@ func TestDirectCalls(t *testing.T) {
 	var sfs fuse.StatfsOut
 	if st := fsys.StatFs(nil, &fuse.InHeader{}, &sfs); st != fuse.OK || sfs.NameLen != 255 {
 		t.Errorf("statfs: %v %+v", st, sfs)
+	}
+}
+
+// gatedDirs blocks the first GetDirectory until released, and counts calls.
+type gatedDirs struct {
+	castore.DirectoryGetter
+	calls   atomic.Int64
+	release chan struct{}
+}
+
+func (g *gatedDirs) GetDirectory(ctx context.Context, d castore.Digest) (*castore.Directory, error) {
+	if g.calls.Add(1) == 1 {
+		<-g.release
+	}
+	return g.DirectoryGetter.GetDirectory(ctx, d)
+}
+
+// Parallel lookups reaching one unloaded directory share one fetch.
+func TestDirectoryLoadsShared(t *testing.T) {
+	tr := newTree()
+	sub := tr.dir(t, named("f", tr.file(t, "x", false)))
+	var roots = Roots{}
+	for i := range 8 {
+		roots[string(rune('a'+i))] = sub
+	}
+	g := &gatedDirs{DirectoryGetter: tr.dirs, release: make(chan struct{})}
+	fsys, _ := New(roots, g, tr.blobs, Options{})
+	defer fsys.Close()
+	var wg sync.WaitGroup
+	ids := make([]uint64, 8)
+	for i := range 8 {
+		wg.Go(func() { ids[i] = lookup(t, fsys, rootID, string(rune('a'+i))).NodeId })
+	}
+	time.Sleep(100 * time.Millisecond) // let them all reach the fetch (a scheduling aid only)
+	close(g.release)
+	wg.Wait()
+	if n := g.calls.Load(); n != 1 {
+		t.Errorf("%d directory fetches for one digest looked up 8 times at once", n)
+	}
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Errorf("inodes %v", ids)
+		}
 	}
 }

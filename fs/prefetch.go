@@ -12,6 +12,11 @@ import (
 // piece is one or two chunk fetches.
 const pieceSize = 512 << 10
 
+// maxPrefetchBytes bounds the read-ahead buffers of all open files
+// together, so that many sequential readers cannot make the daemon's
+// memory grow without limit: past it, reads simply go to the backend.
+const maxPrefetchBytes = 64 << 20
+
 var piecePool = sync.Pool{New: func() any { b := make([]byte, pieceSize); return &b }}
 
 // piece is one aligned pieceSize range of a blob, read ahead.
@@ -21,12 +26,14 @@ type piece struct {
 	buf  []byte        // the bytes read: all of the range, or less on error
 	err  error
 	refs atomic.Int32 // the prefetcher's map, the fetch, and each reader copying out
-	pool *[]byte
+	pool   *[]byte
+	budget *atomic.Int64 // the filesystem's count of buffers in use
 }
 
 func (pc *piece) release() {
 	if pc.refs.Add(-1) == 0 {
 		piecePool.Put(pc.pool)
+		pc.budget.Add(-pieceSize)
 	}
 }
 
@@ -37,10 +44,11 @@ func (pc *piece) release() {
 // to the blob reader. It relies on ReadAt being safe for concurrent use, as
 // castore.BlobReader promises.
 type prefetcher struct {
-	ctx   context.Context // done when the file is released
-	r     io.ReaderAt
-	size  int64
-	ahead int64
+	ctx    context.Context // done when the file is released
+	r      io.ReaderAt
+	size   int64
+	ahead  int64
+	budget *atomic.Int64 // shared by all files: see maxPrefetchBytes
 
 	fetches sync.WaitGroup // fetches in flight, waited for before the reader closes
 
@@ -49,8 +57,8 @@ type prefetcher struct {
 	pieces map[int64]*piece // by index (offset / pieceSize)
 }
 
-func newPrefetcher(ctx context.Context, r io.ReaderAt, size, ahead int64) *prefetcher {
-	return &prefetcher{ctx: ctx, r: r, size: size, ahead: max(ahead, pieceSize), next: -1, pieces: map[int64]*piece{}}
+func newPrefetcher(ctx context.Context, r io.ReaderAt, size, ahead int64, budget *atomic.Int64) *prefetcher {
+	return &prefetcher{ctx: ctx, r: r, size: size, ahead: max(ahead, pieceSize), budget: budget, next: -1, pieces: map[int64]*piece{}}
 }
 
 // readAt fills p from offset off (the caller keeps within the blob).
@@ -75,8 +83,8 @@ func (f *prefetcher) readAt(ctx context.Context, p []byte, off int64) error {
 	}
 	if seq {
 		for i := end / pieceSize; i*pieceSize < min(f.size, end+f.ahead); i++ {
-			if f.pieces[i] == nil {
-				f.startLocked(i)
+			if f.pieces[i] == nil && !f.startLocked(i) {
+				break // over budget
 			}
 		}
 	}
@@ -129,12 +137,17 @@ func (f *prefetcher) readAt(ctx context.Context, p []byte, off int64) error {
 	return err
 }
 
-// startLocked starts fetching piece i. f.mu is held.
-func (f *prefetcher) startLocked(i int64) {
+// startLocked starts fetching piece i, unless all files together hold
+// maxPrefetchBytes already. f.mu is held.
+func (f *prefetcher) startLocked(i int64) bool {
+	if f.budget.Add(pieceSize) > maxPrefetchBytes {
+		f.budget.Add(-pieceSize)
+		return false
+	}
 	bp := piecePool.Get().(*[]byte)
 	off := i * pieceSize
 	n := min(pieceSize, f.size-off)
-	pc := &piece{off: off, done: make(chan struct{}), pool: bp}
+	pc := &piece{off: off, done: make(chan struct{}), pool: bp, budget: f.budget}
 	pc.refs.Store(2) // the map's and the fetch's
 	f.pieces[i] = pc
 	f.fetches.Add(1)
@@ -151,6 +164,7 @@ func (f *prefetcher) startLocked(i int64) {
 		}
 		close(pc.done)
 	}()
+	return true
 }
 
 // close drops every piece and waits for fetches in flight, so that the

@@ -49,7 +49,7 @@ func TestPrefetcherReads(t *testing.T) {
 	data := testData(10*pieceSize + 12345)
 	ctx := context.Background()
 	r := &countingReader{data: data, failAt: -1}
-	f := newPrefetcher(ctx, r, int64(len(data)), 2*pieceSize)
+	f := newPrefetcher(ctx, r, int64(len(data)), 2*pieceSize, new(atomic.Int64))
 	defer f.close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	check := func(off, n int64) {
@@ -87,6 +87,10 @@ func TestPrefetcherReads(t *testing.T) {
 	if held > 2*int(f.ahead/pieceSize)+3 {
 		t.Errorf("%d pieces held for %d bytes of read-ahead", held, f.ahead)
 	}
+	f.close()
+	if b := f.budget.Load(); b != 0 {
+		t.Errorf("%d bytes of read-ahead counted after close", b)
+	}
 }
 
 // Readers racing on one handle, as the kernel's asynchronous readahead
@@ -94,7 +98,7 @@ func TestPrefetcherReads(t *testing.T) {
 func TestPrefetcherConcurrent(t *testing.T) {
 	data := testData(8*pieceSize + 777)
 	ctx := context.Background()
-	f := newPrefetcher(ctx, &countingReader{data: data, failAt: -1}, int64(len(data)), 4*pieceSize)
+	f := newPrefetcher(ctx, &countingReader{data: data, failAt: -1}, int64(len(data)), 4*pieceSize, new(atomic.Int64))
 	defer f.close()
 	const req = 128 << 10
 	var next atomic.Int64
@@ -128,7 +132,7 @@ func TestPrefetcherErrors(t *testing.T) {
 	boom := errors.New("disk on fire")
 	ctx := context.Background()
 	r := &countingReader{data: data, failAt: 3*pieceSize + 10, failErr: boom}
-	f := newPrefetcher(ctx, r, int64(len(data)), 4*pieceSize)
+	f := newPrefetcher(ctx, r, int64(len(data)), 4*pieceSize, new(atomic.Int64))
 	defer f.close()
 	p := make([]byte, 128<<10)
 	var err error
@@ -148,7 +152,7 @@ func TestPrefetcherErrors(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	slow := &blockingReader{release: make(chan struct{})}
-	g := newPrefetcher(ctx, slow, 4*pieceSize, 2*pieceSize)
+	g := newPrefetcher(ctx, slow, 4*pieceSize, 2*pieceSize, new(atomic.Int64))
 	g.readAt(ctx, make([]byte, 10), 0)  // direct
 	g.readAt(ctx, make([]byte, 10), 10) // sequential: starts read-ahead, which blocks
 	if err := g.readAt(cctx, make([]byte, 10), pieceSize); !errors.Is(err, context.Canceled) {
@@ -166,4 +170,32 @@ func (b *blockingReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	clear(p)
 	return len(p), nil
+}
+
+// All files together keep their read-ahead under maxPrefetchBytes, and
+// give it all back when closed.
+func TestPrefetchBudget(t *testing.T) {
+	data := testData(24 * pieceSize)
+	ctx := context.Background()
+	budget := new(atomic.Int64)
+	var fs []*prefetcher
+	for range 40 { // 40 readers × 8 MiB ahead want far more than the budget
+		f := newPrefetcher(ctx, &countingReader{data: data, failAt: -1}, int64(len(data)), 8<<20, budget)
+		fs = append(fs, f)
+		p := make([]byte, 128<<10)
+		for off := int64(0); off < 4*pieceSize; off += int64(len(p)) {
+			if err := f.readAt(ctx, p, off); err != nil || !bytes.Equal(p, data[off:off+int64(len(p))]) {
+				t.Fatalf("read at %d: %v", off, err)
+			}
+			if b := budget.Load(); b > maxPrefetchBytes {
+				t.Fatalf("%d bytes of read-ahead held, budget %d", b, maxPrefetchBytes)
+			}
+		}
+	}
+	for _, f := range fs {
+		f.close()
+	}
+	if b := budget.Load(); b != 0 {
+		t.Errorf("%d bytes of read-ahead still counted after every file closed", b)
+	}
 }
