@@ -21,11 +21,11 @@ var piecePool = sync.Pool{New: func() any { b := make([]byte, pieceSize); return
 
 // piece is one aligned pieceSize range of a blob, read ahead.
 type piece struct {
-	off  int64
-	done chan struct{} // closed once buf and err are set
-	buf  []byte        // the bytes read: all of the range, or less on error
-	err  error
-	refs atomic.Int32 // the prefetcher's map, the fetch, and each reader copying out
+	off    int64
+	done   chan struct{} // closed once buf and err are set
+	buf    []byte        // the bytes read: all of the range, or less on error
+	err    error
+	refs   atomic.Int32 // the prefetcher's map, the fetch, and each reader copying out
 	pool   *[]byte
 	budget *atomic.Int64 // the filesystem's count of buffers in use
 }
