@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sort"
@@ -32,18 +31,22 @@ func (r *bytesReader) Close() error { return nil }
 
 // chunkedReader serves a blob of several chunks, loading each through the
 // store's cache when first touched. ReadAt may be called concurrently;
-// Read and Seek belong to one goroutine at a time.
+// Read, Seek and Close belong to one goroutine at a time.
 type chunkedReader struct {
 	s    *Store
 	d    castore.Digest
 	refs []chunkRef
 	size int64
 
-	// Read/Seek state.
-	pos    int64
-	h      hash.Hash // whole-blob digest over bytes Read from 0 in order
-	hashed int64     // bytes fed to h: Read hashes while pos == hashed
-	err    error     // sticky: the whole-blob check failed
+	// Read/Seek state. Read feeds what it returns, while it reads in
+	// order from the start, to a goroutine hashing the whole blob: it
+	// receives slices of the cached chunks (never modified), so hashing
+	// costs the reader no copy and runs beside it.
+	pos     int64
+	hashed  int64               // bytes sent to hashIn; Read hashes while pos == hashed
+	hashIn  chan []byte         // nil until the first Read at 0, and once closed
+	hashOut chan castore.Digest // the hasher's result
+	err     error               // sticky: the whole-blob check failed
 
 	// lastChunk is the chunk the latest read ended in, to tell sequential
 	// reads (which get read-ahead) from random ones.
@@ -55,7 +58,7 @@ var _ castore.BlobReader = (*chunkedReader)(nil)
 
 func (s *Store) newChunkedReader(d castore.Digest, refs []chunkRef) *chunkedReader {
 	last := refs[len(refs)-1]
-	r := &chunkedReader{s: s, d: d, refs: refs, size: last.offset + last.size, h: castore.NewHasher()}
+	r := &chunkedReader{s: s, d: d, refs: refs, size: last.offset + last.size}
 	r.lastChunk.Store(-1)
 	return r
 }
@@ -64,6 +67,7 @@ func (r *chunkedReader) Size() int64 { return r.size }
 
 func (r *chunkedReader) Close() error {
 	r.closed.Store(true)
+	r.stopHashing()
 	return nil
 }
 
@@ -76,6 +80,12 @@ func (r *chunkedReader) chunkAt(off int64) int {
 // digest when loaded; a damaged chunk yields an error wrapping
 // castore.ErrCorrupt, with the bytes before it.
 func (r *chunkedReader) ReadAt(p []byte, off int64) (int, error) {
+	return r.readAt(p, off, nil)
+}
+
+// readAt reads like ReadAt, and passes each piece of chunk it copied from
+// to sink, if not nil.
+func (r *chunkedReader) readAt(p []byte, off int64, sink func([]byte)) (int, error) {
 	if r.closed.Load() {
 		return 0, os.ErrClosed
 	}
@@ -99,7 +109,11 @@ func (r *chunkedReader) ReadAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("blob %s: %w", r.d, err)
 		}
-		k := copy(p[n:], data[off-ref.offset:])
+		piece := data[off-ref.offset:]
+		k := copy(p[n:], piece)
+		if sink != nil {
+			sink(piece[:k])
+		}
 		n += k
 		off += int64(k)
 	}
@@ -131,13 +145,23 @@ func (r *chunkedReader) Read(p []byte) (int, error) {
 	if r.pos >= r.size {
 		return 0, io.EOF
 	}
-	n, err := r.ReadAt(p, r.pos)
-	if n > 0 && r.pos == r.hashed {
-		r.h.Write(p[:n])
+	var sink func([]byte)
+	if r.pos == r.hashed && r.pos == 0 && r.hashIn == nil && r.hashOut == nil {
+		r.startHashing()
+	}
+	if r.pos == r.hashed && r.hashIn != nil {
+		sink = func(b []byte) { r.hashIn <- b }
+	}
+	n, err := r.readAt(p, r.pos, sink)
+	if sink != nil {
 		r.hashed += int64(n)
-		if r.hashed == r.size && castore.DigestOf(r.h) != r.d {
-			r.err = fmt.Errorf("blob %s: %w: its chunks do not hash to the blob's digest", r.d, castore.ErrCorrupt)
-			return 0, r.err
+		if r.hashed == r.size {
+			close(r.hashIn)
+			r.hashIn = nil
+			if <-r.hashOut != r.d {
+				r.err = fmt.Errorf("blob %s: %w: its chunks do not hash to the blob's digest", r.d, castore.ErrCorrupt)
+				return 0, r.err
+			}
 		}
 	}
 	r.pos += int64(n)
@@ -145,6 +169,28 @@ func (r *chunkedReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// startHashing starts the goroutine hashing the whole blob.
+func (r *chunkedReader) startHashing() {
+	in := make(chan []byte, 16)
+	out := make(chan castore.Digest, 1)
+	r.hashIn, r.hashOut = in, out
+	go func() {
+		h := castore.NewHasher()
+		for b := range in {
+			h.Write(b)
+		}
+		out <- castore.DigestOf(h)
+	}()
+}
+
+// stopHashing ends the hasher goroutine, if running.
+func (r *chunkedReader) stopHashing() {
+	if r.hashIn != nil {
+		close(r.hashIn)
+		r.hashIn = nil
+	}
 }
 
 // Seek implements io.Seeker.
