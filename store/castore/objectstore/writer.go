@@ -30,8 +30,8 @@ import (
 //	                the blob)                         skip if present, else
 //	                                                  compress and write)
 //
-// Memory is bounded whatever the blob's size: two slabs queue between
-// stages and at most N+2 chunks are in flight, about 8 MiB per writer.
+// Memory is bounded whatever the blob's size: a slab queues between stages
+// and at most N+2 chunks are in flight, about 8 MiB per writer.
 // Commit waits for the pipeline, then publishes the chunk list.
 
 const (
