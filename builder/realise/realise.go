@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/castor-nix/castor/builder"
 	"github.com/castor-nix/castor/store/castore"
@@ -413,7 +414,9 @@ func (r *Realiser) buildAndIngest(ctx context.Context, n *node, logw io.Writer) 
 		}
 		specs = append(specs, spec)
 	}
+	t0 := time.Now()
 	_, err = builder.Ingest(ctx, builder.Store{Blobs: r.st.Blobs, Directories: r.st.Directories, PathInfos: r.st.PathInfos},
 		b, outs, specs, builder.IngestOptions{Deriver: &n.sp, What: n.drvPath})
+	r.log.Debug("outputs ingested", "drv", n.drvPath, "took", time.Since(t0), "err", err)
 	return err
 }
