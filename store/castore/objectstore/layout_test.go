@@ -673,3 +673,36 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Errorf("Check: %v, %v", p, err)
 	}
 }
+
+// A chunk list giving a chunk the wrong size is damage of the list, not of
+// the chunk: reads fail, the chunk stays where other blobs find it.
+func TestWrongSizeInList(t *testing.T) {
+	for _, comp := range []Compression{CompressNone, CompressFastest} {
+		t.Run(comp.String(), func(t *testing.T) {
+			s := openTest(t, WithCacheSize(0), WithCompression(comp))
+			data := castoretest.Pattern(2<<20, 16)
+			d := castoretest.PutBlob(t, s, data)
+			st, err := s.StatBlob(t.Context(), d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Chunks[1].Size += 1000
+			b, err := marshalChunkList(st.Chunks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.publish(s.blobPath(d), b, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := readAll(s, d); !errors.Is(err, castore.ErrCorrupt) {
+				t.Fatalf("read with a wrong chunk size: %v, want ErrCorrupt", err)
+			}
+			if _, err := os.Stat(s.chunkPath(st.Chunks[1].Digest)); err != nil {
+				t.Errorf("the chunk was moved aside: %v", err)
+			}
+			if got := castoretest.ReadBlob(t, s, st.Chunks[1].Digest); len(got) != int(st.Chunks[1].Size)-1000 {
+				t.Errorf("chunk reads as %d bytes", len(got))
+			}
+		})
+	}
+}

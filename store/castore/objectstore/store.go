@@ -468,6 +468,14 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
 	}
 	data, err := s.codec.decode(frame, d, size)
+	if errors.Is(err, castore.ErrCorrupt) && size >= 0 {
+		// The chunk may be fine and the chunk list that gave the size
+		// wrong: then the chunk stays (other blobs may share it).
+		if whole, err2 := s.codec.decode(frame, d, -1); err2 == nil {
+			putBuf(frame)
+			return nil, fmt.Errorf("chunk %s: %w: the chunk list says %d bytes, the chunk has %d", d, castore.ErrCorrupt, size, len(whole))
+		}
+	}
 	putBuf(frame)
 	if errors.Is(err, castore.ErrCorrupt) {
 		s.quarantine(path, err)
