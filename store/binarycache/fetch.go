@@ -61,6 +61,9 @@ type httpFetcher struct {
 	client  *http.Client
 	retries int
 	backoff time.Duration
+	// idle bounds the wait for the next bytes of a body: a stalled
+	// server is an error (worth a retry), not a hang.
+	idle time.Duration
 }
 
 func (f *httpFetcher) String() string { return f.base.String() }
@@ -76,6 +79,7 @@ func newHTTPFetcher(base *url.URL) *httpFetcher {
 		client:  &http.Client{Transport: tr},
 		retries: 4,
 		backoff: 200 * time.Millisecond,
+		idle:    60 * time.Second,
 	}
 }
 
@@ -110,11 +114,17 @@ func (f *httpFetcher) fetch(ctx context.Context, rel string) (io.ReadCloser, err
 }
 
 func (f *httpFetcher) once(ctx context.Context, u *url.URL) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
+		cancel(nil)
 		return nil, err
 	}
 	resp, err := f.client.Do(req)
+	if err == nil && resp.StatusCode == http.StatusOK {
+		return newIdleBody(resp.Body, f.idle, cancel), nil
+	}
+	defer cancel(nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -161,4 +171,38 @@ func readSmall(ctx context.Context, f fetcher, rel string, limit int64) ([]byte,
 		}
 		return data, nil
 	}
+}
+
+// errStalled ends a body whose server sent nothing for too long.
+var errStalled = errors.New("the server stopped sending")
+
+// idleBody cancels its request when no bytes arrive for idle, so a
+// stalled download fails (transiently) instead of hanging.
+type idleBody struct {
+	body   io.ReadCloser
+	timer  *time.Timer
+	idle   time.Duration
+	cancel context.CancelCauseFunc
+}
+
+func newIdleBody(body io.ReadCloser, idle time.Duration, cancel context.CancelCauseFunc) *idleBody {
+	b := &idleBody{body: body, idle: idle, cancel: cancel}
+	b.timer = time.AfterFunc(idle, func() { cancel(errStalled) })
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	b.timer.Reset(b.idle)
+	if err != nil && err != io.EOF {
+		err = &transientError{err}
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.body.Close()
+	b.cancel(nil)
+	return err
 }
