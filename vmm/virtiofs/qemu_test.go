@@ -1,6 +1,7 @@
 package virtiofs_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -95,13 +97,13 @@ func TestQEMUVirtiofs(t *testing.T) {
 		imagestest.LoadModules+"\n"+
 		"mount -t virtiofs castor /mnt || echo MOUNT-FAILED\n"+
 		"cd /mnt\n"+
-		"ls -la . ; echo LSRC=$?\n"+"ls -la ./cccccccccccccccccccccccccccccccc-many/lib | head -3\n"+"echo BEGIN-HASHES\n"+
+		"echo BEGIN-HASHES\n"+
 		"find . -type f | sort | xargs sha256sum\n"+
 		"echo END-HASHES\n"+
 		"echo LINK=$(readlink aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-hello/link)\n"+
 		"test -x aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-hello/bin/hello && echo EXEC-OK\n"+
 		"touch x 2>/dev/null || echo READONLY-OK\n"+
-		"cd /\numount /mnt\n"+
+		"cd /\numount /mnt && echo UNMOUNTED\n"+
 		"poweroff -f\n")
 
 	ctx := context.Background()
@@ -153,14 +155,18 @@ func TestQEMUVirtiofs(t *testing.T) {
 			"-device", "vhost-user-fs-device,chardev=vfs,tag=castor,queue-size=1024",
 		}})
 		if err := vm.Wait(120 * time.Second); err != nil {
-			t.Fatalf("VM %d: %v\n%s", vmNo, err, vm.Serial())
+			// A hang at shutdown is what this test exists to catch:
+			// show where the backend's goroutines are.
+			var stacks bytes.Buffer
+			pprof.Lookup("goroutine").WriteTo(&stacks, 2)
+			t.Fatalf("VM %d: %v\nbackend goroutines:\n%s", vmNo, err, stacks.String())
 		}
 		out := vm.Serial()
 		got := between(out, "BEGIN-HASHES", "END-HASHES")
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("VM %d: guest hashes differ from the host's:\ngot:\n%s\nwant:\n%s\nconsole:\n%s", vmNo, strings.Join(got, "\n"), strings.Join(want, "\n"), out)
 		}
-		for _, s := range []string{"LINK=bin/hello", "EXEC-OK", "READONLY-OK"} {
+		for _, s := range []string{"LINK=bin/hello", "EXEC-OK", "READONLY-OK", "UNMOUNTED"} {
 			if !strings.Contains(out, s) {
 				t.Errorf("VM %d: console lacks %s:\n%s", vmNo, s, out)
 			}
