@@ -232,10 +232,16 @@ func readFile(path string) ([]byte, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	size := int(st.Size)
+	return readAllAt(fd, path, st.Size)
+}
+
+// readAllAt reads the size bytes of the open file fd into a buffer from
+// the pool, as readFile.
+func readAllAt(fd int, path string, size64 int64) ([]byte, error) {
+	size := int(size64)
 	buf := getBuf(size)
 	for n := 0; n < size; {
-		m, err := unix.Read(fd, buf[n:size])
+		m, err := unix.Pread(fd, buf[n:size], int64(n))
 		if err == unix.EINTR {
 			continue
 		}
@@ -266,13 +272,14 @@ func rawContentSize(fileSize int64) (int64, bool) {
 	return 0, false
 }
 
-// readRawChunk reads a chunk file holding a raw frame (as appendRawFrame
-// writes it) of size bytes (-1: any size) straight into a new buffer, with
-// one preadv: the frame and block headers go to a scratch buffer, the
-// payloads to their place in the result, saving a copy of the data. ok is
-// false when the file is not such a frame (then the caller reads it the
-// usual way); errNoFile is returned when there is no file.
-func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
+// readChunkFile reads a chunk file. When it holds a raw frame (as
+// appendRawFrame writes it) of size bytes (-1: any size), the contents go
+// straight into a new buffer with one preadv (frame and block headers to
+// a scratch buffer, payloads to their place), saving a copy of the data,
+// and raw is true. Otherwise it returns the file's bytes, in a buffer the
+// caller returns with putBuf, to be decoded. It returns errNoFile when
+// there is no file.
+func readChunkFile(path string, size int64) (b []byte, raw bool, err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return nil, false, errNoFile
@@ -286,14 +293,15 @@ func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
 		return nil, false, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	if size < 0 {
-		if size, ok = rawContentSize(st.Size); !ok {
-			return nil, false, nil
+		if n, ok := rawContentSize(st.Size); ok {
+			size = n
 		}
 	}
-	if st.Size != int64(rawFrameSize(int(size))) {
-		return nil, false, nil
+	if size < 0 || st.Size != int64(rawFrameSize(int(size))) {
+		b, err := readAllAt(fd, path, st.Size)
+		return b, false, err
 	}
-	data = make([]byte, size)
+	data := make([]byte, size)
 	blocks := max(1, (int(size)+maxRawBlock-1)/maxRawBlock)
 	var scratch [rawFrameHeader + 3*(MaxReadChunkSize/maxRawBlock)]byte
 	hdrs := scratch[:rawFrameHeader+3*blocks]
@@ -304,7 +312,8 @@ func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
 		iov = append(iov, data[b*maxRawBlock:min(int(size), (b+1)*maxRawBlock)])
 	}
 	want := int(st.Size)
-	for got := 0; got < want; {
+	got := 0
+	for got < want {
 		n, err := unix.Preadv(fd, iov, int64(got))
 		if err == unix.EINTR {
 			continue
@@ -313,17 +322,18 @@ func readRawChunk(path string, size int64) (data []byte, ok bool, err error) {
 			return nil, false, &os.PathError{Op: "read", Path: path, Err: err}
 		}
 		if n == 0 {
-			return nil, false, nil // shrank: let the usual path report it
+			break // shrank: read what is there the usual way
 		}
 		got += n
 		iov = skipIovec(iov, n)
 	}
-	// Check that the headers are exactly those of a raw frame of size.
+	// Raw only if the headers are exactly those of a raw frame of size.
 	var expect [rawFrameHeader + 3*(MaxReadChunkSize/maxRawBlock)]byte
-	if !bytes.Equal(hdrs, rawFrameHeaders(expect[:0], int(size))) {
-		return nil, false, nil
+	if got == want && bytes.Equal(hdrs, rawFrameHeaders(expect[:0], int(size))) {
+		return data, true, nil
 	}
-	return data, true, nil
+	b, err = readAllAt(fd, path, st.Size)
+	return b, false, err
 }
 
 // rawFrameHeaders appends the header bytes appendRawFrame writes for size

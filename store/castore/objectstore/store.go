@@ -441,31 +441,21 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 		return nil, errStoreClosed
 	}
 	path := s.chunkPath(d)
-	{
-		// Raw chunks (incompressible data, or CompressAuto's choice)
-		// are read straight into place.
-		data, ok, err := readRawChunk(path, size)
-		if err == errNoFile {
-			return nil, errNoFile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
-		}
-		if ok {
-			if castore.Sum(data) != d {
-				err := fmt.Errorf("chunk %s: %w: contents do not match the digest", d, castore.ErrCorrupt)
-				s.quarantine(path, err)
-				return nil, err
-			}
-			return data, nil
-		}
-	}
-	frame, err := readFile(path)
+	frame, raw, err := readChunkFile(path, size)
 	if err != nil {
 		if err == errNoFile {
 			return nil, errNoFile
 		}
 		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
+	}
+	if raw {
+		// Read straight into place; only the digest is left to check.
+		if castore.Sum(frame) != d {
+			err := fmt.Errorf("chunk %s: %w: contents do not match the digest", d, castore.ErrCorrupt)
+			s.quarantine(path, err)
+			return nil, err
+		}
+		return frame, nil
 	}
 	data, err := s.codec.decode(frame, d, size)
 	if errors.Is(err, castore.ErrCorrupt) && size >= 0 {
