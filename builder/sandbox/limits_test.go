@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/castor-nix/castor/builder"
+	"github.com/castor-nix/castor/builder/sandbox"
 )
 
 func TestTimeoutAndLogLimit(t *testing.T) {
@@ -51,7 +52,7 @@ func TestTimeoutAndLogLimit(t *testing.T) {
 // mount of it survive.
 func TestKilledExecutorLeavesNothing(t *testing.T) {
 	if os.Getenv("CASTOR_SANDBOX_KILL_CHILD") == "1" {
-		e := newEnv(t, nil)
+		e := newEnv(t, func(o *sandbox.Options) { o.ScratchDir = os.Getenv("CASTOR_SANDBOX_KILL_SCRATCH") })
 		os.Stdout.WriteString("child ready\n")
 		e.exec.Run(context.Background(), shBuild(`sleep 98764 & echo started; sleep 98765`), os.Stdout)
 		return
@@ -59,7 +60,7 @@ func TestKilledExecutorLeavesNothing(t *testing.T) {
 	newEnv(t, nil) // skips where the child would
 	scratch := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledExecutorLeavesNothing$", "-test.v")
-	cmd.Env = append(os.Environ(), "CASTOR_SANDBOX_KILL_CHILD=1", "TMPDIR="+scratch)
+	cmd.Env = append(os.Environ(), "CASTOR_SANDBOX_KILL_CHILD=1", "CASTOR_SANDBOX_KILL_SCRATCH="+scratch)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +92,14 @@ func TestKilledExecutorLeavesNothing(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Only files are left, and the next executor removes them.
+	if left, _ := filepath.Glob(filepath.Join(scratch, "castor-build-*")); len(left) == 0 {
+		t.Error("expected the killed build's scratch directory")
+	}
+	newEnv(t, func(o *sandbox.Options) { o.ScratchDir = scratch })
+	if left, _ := filepath.Glob(filepath.Join(scratch, "castor-build-*")); len(left) != 0 {
+		t.Errorf("not cleaned up: %v", left)
+	}
 }
 
 // leftovers lists processes running the test's sleeps and mounts (in any
@@ -110,4 +119,31 @@ func leftovers(t *testing.T, scratch string) (procs, mounts []string) {
 		}
 	}
 	return procs, mounts
+}
+
+// TestStaleScratchRemoved checks that a new executor removes the scratch
+// directories a killed one left, and only those.
+func TestStaleScratchRemoved(t *testing.T) {
+	scratch := t.TempDir()
+	stale := filepath.Join(scratch, "castor-build-1")
+	live := filepath.Join(scratch, "castor-build-2")
+	for _, d := range []string{stale, live} {
+		os.MkdirAll(filepath.Join(d, "root"), 0o755)
+		os.WriteFile(filepath.Join(d, ".lock"), nil, 0o600)
+	}
+	f, err := os.Open(filepath.Join(live, ".lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	newEnv(t, func(o *sandbox.Options) { o.ScratchDir = scratch })
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale directory still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("directory in use removed: %v", err)
+	}
 }

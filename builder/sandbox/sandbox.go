@@ -107,6 +107,7 @@ func New(opts Options) (*Executor, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	removeStale(opts.ScratchDir, opts.Logger)
 	return &Executor{opts: opts, log: opts.Logger}, nil
 }
 
@@ -135,8 +136,13 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 	if b.Constraints.ProvideBinSh && e.opts.Shell == "" {
 		return nil, fmt.Errorf("%w: the build needs /bin/sh and no static shell (busybox) was found", builder.ErrUnsupported)
 	}
-	scratch, err := os.MkdirTemp(e.opts.ScratchDir, "castor-build-")
+	scratch, err := os.MkdirTemp(e.opts.ScratchDir, scratchPrefix)
 	if err != nil {
+		return nil, err
+	}
+	lock, err := lockScratch(scratch)
+	if err != nil {
+		os.RemoveAll(scratch)
 		return nil, err
 	}
 	success := false
@@ -146,9 +152,10 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 		}
 		if e.opts.KeepFailed {
 			e.log.Info("keeping the failed build's root", "dir", scratch)
-			return
+		} else {
+			os.RemoveAll(scratch)
 		}
-		os.RemoveAll(scratch)
+		lock.Close()
 	}()
 	l := &layout{e: e, b: b, scratch: scratch, root: filepath.Join(scratch, "root")}
 	tp := time.Now()
@@ -165,7 +172,51 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 		return nil, &builder.ExitError{Code: res.Exit, Signal: res.Signal}
 	}
 	success = true
-	return &builder.DirOutputs{Root: l.root, Paths: b.Outputs, Cleanup: func() error { return os.RemoveAll(scratch) }}, nil
+	return &builder.DirOutputs{Root: l.root, Paths: b.Outputs, Cleanup: func() error {
+		err := os.RemoveAll(scratch)
+		lock.Close()
+		return err
+	}}, nil
+}
+
+// A build's scratch directory is named scratchPrefix… and holds a lock
+// file, locked for as long as the directory is in use, so that a later
+// executor can tell the directories a killed castor left behind.
+const (
+	scratchPrefix = "castor-build-"
+	lockName      = ".lock"
+)
+
+func lockScratch(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// removeStale deletes the scratch directories in dir whose lock nobody
+// holds: left by a castor that was killed (its mounts and processes died
+// with it; the files stay).
+func removeStale(dir string, log *slog.Logger) {
+	matches, _ := filepath.Glob(filepath.Join(dir, scratchPrefix+"*"))
+	for _, m := range matches {
+		f, err := os.Open(filepath.Join(m, lockName))
+		if err != nil {
+			// No lock yet: a build being set up right now, or not ours.
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if err := os.RemoveAll(m); err == nil {
+				log.Info("removed a build directory left by an earlier castor", "dir", m)
+			}
+		}
+		f.Close()
+	}
 }
 
 // runHelper starts the helper, serves the castor filesystem it mounts,
