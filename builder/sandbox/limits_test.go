@@ -60,7 +60,7 @@ func TestKilledExecutorLeavesNothing(t *testing.T) {
 	newEnv(t, nil) // skips where the child would
 	scratch := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledExecutorLeavesNothing$", "-test.v")
-	cmd.Env = append(os.Environ(), "CASTOR_SANDBOX_KILL_CHILD=1", "CASTOR_SANDBOX_KILL_SCRATCH="+scratch)
+	cmd.Env = append(os.Environ(), "CASTOR_SANDBOX_KILL_CHILD=1", "CASTOR_SANDBOX_KILL_SCRATCH="+scratch, "TMPDIR="+scratch)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
