@@ -83,7 +83,10 @@ func (s *session) serve() error {
 		s.log.Debug("vhost-user: request", "req", h.Request, "size", h.Size, "fds", len(fds))
 		reply, herr := s.handle(h, payload, fds)
 		if herr != nil {
-			s.log.Debug("vhost-user: request failed", "req", h.Request, "err", herr)
+			// Rare and worth knowing (a VMM asking for something this
+			// backend does not do, or memory that does not map); the
+			// connection goes on.
+			s.log.Warn("vhost-user: request failed", "req", h.Request, "err", herr)
 		}
 		if reply == nil && h.Flags&flagNeedReply != 0 && s.protoAcked&ProtocolReplyAck != 0 {
 			reply = make([]byte, 8)

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -118,7 +117,10 @@ func TestQEMUVirtiofs(t *testing.T) {
 		roots[name] = n
 	}
 
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Warnings and errors are collected: a guest that boots, reads and
+	// powers off normally must not produce any (quiet logging).
+	warns := &warnLog{}
+	quiet := slog.New(warns)
 	sock := filepath.Join(t.TempDir(), "virtiofs.sock")
 	l, err := vhostuser.Listen(sock)
 	if err != nil {
@@ -180,6 +182,9 @@ func TestQEMUVirtiofs(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("a VM's filesystem was not closed after it went away")
 	}
+	if w := warns.String(); w != "" {
+		t.Errorf("backend logged warnings or errors:\n%s", w)
+	}
 	if made != 2 {
 		t.Fatalf("filesystems made: %d, want 2 (one per VM)", made)
 	}
@@ -200,4 +205,27 @@ func between(s, from, to string) []string {
 		}
 	}
 	return out
+}
+
+// warnLog is a slog handler keeping records at warn level and above.
+type warnLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *warnLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnLog) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fmt.Fprintf(&w.buf, "%s %s", r.Level, r.Message)
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&w.buf, " %s=%v", a.Key, a.Value); return true })
+	w.buf.WriteByte('\n')
+	return nil
+}
+func (w *warnLog) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnLog) WithGroup(string) slog.Handler      { return w }
+func (w *warnLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
