@@ -148,7 +148,7 @@ func (w *blobWriter) ReadFrom(r io.Reader) (int64, error) {
 		return 0, err
 	}
 	var total int64
-	for {
+	for empty := 0; ; {
 		if err := w.room(); err != nil {
 			w.err = err
 			return total, err
@@ -162,10 +162,15 @@ func (w *blobWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return total, err
 		}
-		if n == 0 {
-			if cerr := w.usable(); cerr != nil {
-				return total, cerr
-			}
+		if n > 0 {
+			empty = 0
+			continue
+		}
+		if cerr := w.usable(); cerr != nil {
+			return total, cerr
+		}
+		if empty++; empty == 100 {
+			return total, io.ErrNoProgress // as bufio does with such readers
 		}
 	}
 }
