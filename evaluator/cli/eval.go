@@ -130,7 +130,7 @@ func RunEval(cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr 
 		io.WriteString(stdout, evalUsage)
 		return nil
 	}
-	eval.EnsureStack()
+	eval.TuneRuntime()
 	ctx := cmd.Context()
 	ev := eval.New(ctx, eval.Options{SearchPath: o.searchPath(lookupEnv), LookupEnv: lookupEnv, TraceOutput: stderr})
 	fail := func(err error) error {

@@ -152,7 +152,7 @@ func RunRepl(cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr 
 		}
 		i++
 	}
-	eval.EnsureStack()
+	eval.TuneRuntime()
 	ev := eval.New(cmd.Context(), eval.Options{SearchPath: c.searchPath(lookupEnv), LookupEnv: lookupEnv, TraceOutput: stderr})
 	r := &repl{ev: ev, out: stdout, err: stderr, showTrace: c.showTrace}
 	r.cwd, _ = os.Getwd()

@@ -2,7 +2,8 @@ package eval
 
 import (
 	"math"
-	"sort"
+	"slices"
+	"unsafe"
 	"strconv"
 
 	"github.com/castor-nix/castor/evaluator/syntax"
@@ -12,6 +13,42 @@ var (
 	mathCeil  = math.Ceil
 	mathFloor = math.Floor
 )
+
+// listApplyCode is the shared code of the element thunks of map f src (or
+// genList f n when src is nil): element i is f src[i] (or f i). The
+// thunks live in one array, so an element finds its index from its own
+// address (ev.curThunk) instead of carrying it: a list of n lazy
+// applications costs two allocations, not 2n.
+type listApplyCode struct {
+	f      Value
+	src    []Value
+	thunks []Thunk
+	pos    syntax.Pos
+}
+
+func (c *listApplyCode) eval(ev *Evaluator, _ *Env) Value {
+	t := ev.curThunk
+	i := int((uintptr(unsafe.Pointer(t)) - uintptr(unsafe.Pointer(&c.thunks[0]))) / unsafe.Sizeof(Thunk{}))
+	x := Int(int64(i))
+	if c.src != nil {
+		x = c.src[i]
+	}
+	return ev.call(ev.force(c.f), x, c.pos)
+}
+
+// lazyList returns a list of n thunks running c.
+func (ev *Evaluator) lazyList(n int, c *listApplyCode) Value {
+	if n == 0 {
+		return Value{k: kList}
+	}
+	out := make([]Value, n)
+	c.thunks = make([]Thunk, n)
+	for i := range out {
+		c.thunks[i].code = c
+		out[i] = thunkValue(&c.thunks[i])
+	}
+	return listValue(out)
+}
 
 // apply2Code is the suspended application f a b (mapAttrs, zipAttrsWith).
 type apply2Code struct {
@@ -63,11 +100,7 @@ func init() {
 		if l.n == 0 {
 			return l
 		}
-		out := make([]Value, l.n)
-		for i, e := range l.list() {
-			out[i] = ev.lazyApply(f, e, pos)
-		}
-		return listValue(out)
+		return ev.lazyList(int(l.n), &listApplyCode{f: f, src: l.list(), pos: pos})
 	})
 	def2("filter", false, func(ev *Evaluator, pos syntax.Pos, f, a Value) Value {
 		f = ev.forceFunction(f, pos)
@@ -106,11 +139,7 @@ func init() {
 		if k > 1<<32 {
 			ev.throw(ErrEval, pos, "cannot create list of size %d", k)
 		}
-		out := make([]Value, k)
-		for i := range out {
-			out[i] = ev.lazyApply(f, Int(int64(i)), pos)
-		}
-		return listValue(out)
+		return ev.lazyList(int(k), &listApplyCode{f: f, pos: pos})
 	})
 	def1("concatLists", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
 		l := ev.forceList(a, pos)
@@ -157,11 +186,19 @@ func init() {
 			out[i] = ev.force(e)
 		}
 		isLessThan := f.k == kPrimop && f.primop().Name == "lessThan"
-		sort.SliceStable(out, func(i, j int) bool {
+		slices.SortStableFunc(out, func(a, b Value) int {
+			var less bool
 			if isLessThan {
-				return ev.lessThan(out[i], out[j], pos)
+				less = ev.lessThan(a, b, pos)
+			} else {
+				less = ev.forceBool(ev.call2(f, a, b, pos), pos)
 			}
-			return ev.forceBool(ev.call2(f, out[i], out[j], pos), pos)
+			if less {
+				return -1
+			}
+			// The sort is stable and only asks whether a < b: "not
+			// less" must not claim b < a, or equal keys would reorder.
+			return 0
 		})
 		return listValue(out)
 	})

@@ -40,64 +40,115 @@ func (ev *Evaluator) call(f Value, arg Value, pos syntax.Pos) Value {
 	return Value{}
 }
 
-// call2 applies f to two arguments, without building a partial application
-// when f is a binary primop.
+// call2 applies f to two arguments, without building a partial
+// application or an intermediate closure when it can avoid it.
 func (ev *Evaluator) call2(f Value, a, b Value, pos syntax.Pos) Value {
-	if f.k == kPrimop {
+	switch f.k {
+	case kPrimop:
 		if p := f.primop(); p.Arity == 2 {
 			return ev.force(p.fn2(ev, pos, a, b))
 		}
+	case kLambda:
+		return ev.callCurried2(f.closure(), a, b, pos)
 	}
 	return ev.call(ev.call(f, a, pos), b, pos)
 }
 
 func (ev *Evaluator) callLambda(cl *Closure, arg Value, pos syntax.Pos) Value {
 	lam := cl.lam
-	env := newEnv(cl.env, lam.nslots)
-	if !lam.pattern {
-		env.vals[0] = arg
-	} else {
-		arg = ev.force(arg)
-		if arg.k != kAttrs {
-			ev.typeError(pos, arg, "a set")
-		}
-		i := 0
-		if lam.hasArg {
-			env.vals[0] = arg
-			i = 1
-		}
-		as := arg.attrs()
-		used := 0
-		for j := range lam.formals {
-			fm := &lam.formals[j]
-			if a := lookupAttr(as, fm.name); a != nil {
-				env.vals[i] = a.Val
-				used++
-			} else if fm.def != nil {
-				env.vals[i] = ev.delay(fm.def, env)
-			} else {
-				ev.throw(ErrType, pos, "%s called without required argument '%s'",
-					ev.describeLambda(lam), ev.syms.name(fm.name))
-			}
-			i++
-		}
-		if !lam.ellipsis && used != len(as) {
-			for _, a := range ev.sortedAttrs(arg) {
-				if !lam.hasFormal(a.Name) {
-					ev.throw(ErrType, pos, "%s called with unexpected argument '%s'",
-						ev.describeLambda(lam), ev.syms.name(a.Name))
-				}
-			}
-		}
+	env := ev.bindArgs(lam, cl.env, arg, pos)
+	ev.pushCall(lam, pos)
+	v := lam.body.eval(ev, env)
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	if lam.poolable {
+		ev.putEnv(env)
 	}
+	return v
+}
+
+// callCurried applies the closure cl to two arguments. When cl's body is
+// itself a lambda (a: b: …), the second argument is bound directly,
+// without allocating the intermediate closure.
+func (ev *Evaluator) callCurried2(cl *Closure, a, b Value, pos syntax.Pos) Value {
+	lam := cl.lam
+	env := ev.bindArgs(lam, cl.env, a, pos)
+	ev.pushCall(lam, pos)
+	var v Value
+	if inner, ok := lam.body.(*lambdaCode); ok {
+		env2 := ev.bindArgs(inner, env, b, pos)
+		ev.pushCall(inner, pos)
+		v = inner.body.eval(ev, env2)
+		ev.frames = ev.frames[:len(ev.frames)-2]
+		if inner.poolable && lam.noDefaults {
+			ev.putEnv(env2)
+			ev.putEnv(env)
+		}
+		return v
+	}
+	v = lam.body.eval(ev, env)
+	ev.frames = ev.frames[:len(ev.frames)-1]
+	return ev.call(v, b, pos)
+}
+
+func (ev *Evaluator) pushCall(lam *lambdaCode, pos syntax.Pos) {
 	if len(ev.frames) >= ev.maxDepth {
 		ev.stackOverflow()
 	}
 	ev.frames = append(ev.frames, frame{kind: frCall, pos: pos, p: unsafe.Pointer(lam)})
-	ev.tick()
-	v := lam.body.eval(ev, env)
-	ev.frames = ev.frames[:len(ev.frames)-1]
-	return v
+	ev.ticks++
+	if ev.ticks&0xffff == 0 {
+		ev.checkCanceled()
+	}
+}
+
+// bindArgs makes the environment of a call of lam (whose closure
+// environment is up) with argument arg: the argument itself, or for a
+// pattern the matched attributes and defaults, checking for missing and
+// unexpected ones.
+func (ev *Evaluator) bindArgs(lam *lambdaCode, up *Env, arg Value, pos syntax.Pos) *Env {
+	var env *Env
+	if lam.poolable || lam.noDefaults && lam.nslots <= maxPooledEnv && lam.nslots > 0 {
+		env = ev.getEnv(up, lam.nslots)
+	} else {
+		env = newEnv(up, lam.nslots)
+	}
+	if !lam.pattern {
+		env.vals[0] = arg
+		return env
+	}
+	arg = ev.force(arg)
+	if arg.k != kAttrs {
+		ev.typeError(pos, arg, "a set")
+	}
+	i := 0
+	if lam.hasArg {
+		env.vals[0] = arg
+		i = 1
+	}
+	as := arg.attrs()
+	used := 0
+	for j := range lam.formals {
+		fm := &lam.formals[j]
+		if a := lookupAttr(as, fm.name); a != nil {
+			env.vals[i] = a.Val
+			used++
+		} else if fm.def != nil {
+			env.vals[i] = ev.delay(fm.def, env)
+		} else {
+			ev.throw(ErrType, pos, "%s called without required argument '%s'",
+				ev.describeLambda(lam), ev.syms.name(fm.name))
+		}
+		i++
+	}
+	if !lam.ellipsis && used != len(as) {
+		for _, a := range ev.sortedAttrs(arg) {
+			if !lam.hasFormal(a.Name) {
+				ev.throw(ErrType, pos, "%s called with unexpected argument '%s'",
+					ev.describeLambda(lam), ev.syms.name(a.Name))
+			}
+		}
+	}
+	return env
 }
 
 func (l *lambdaCode) hasFormal(name Sym) bool {
@@ -143,10 +194,10 @@ func (ev *Evaluator) currentPos() syntax.Pos {
 	return syntax.NoPos
 }
 
-// tick counts calls and checks for cancellation now and then.
-func (ev *Evaluator) tick() {
-	ev.ticks++
-	if ev.ticks&0xffff == 0 && ev.ctx.Err() != nil {
-		panic(&Error{Kind: ErrCanceled, Msg: "evaluation canceled: " + ev.ctx.Err().Error(), Cause: ev.ctx.Err(), Pos: ev.currentPos(), fset: ev.fset})
+// checkCanceled stops evaluation when the context is done; calls check
+// it every 65536 calls.
+func (ev *Evaluator) checkCanceled() {
+	if err := ev.ctx.Err(); err != nil {
+		panic(&Error{Kind: ErrCanceled, Msg: "evaluation canceled: " + err.Error(), Cause: err, Pos: ev.currentPos(), fset: ev.fset})
 	}
 }

@@ -80,6 +80,7 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 		ev.stackOverflow()
 	}
 	ev.frames = append(ev.frames, frame{kind: frThunk, p: unsafe.Pointer(t)})
+	ev.curThunk = t
 	v := t.code.eval(ev, t.env)
 	ev.frames = ev.frames[:len(ev.frames)-1]
 	t.val = v
@@ -320,6 +321,10 @@ type lambdaCode struct {
 	ellipsis bool
 	nslots   int
 	body     code
+	// noDefaults: no formal has a default (defaults are thunks that
+	// capture the environment); poolable: call environments can be
+	// recycled (see pool.go).
+	noDefaults, poolable bool
 }
 
 func (c *lambdaCode) eval(ev *Evaluator, env *Env) Value {
@@ -342,8 +347,47 @@ type callCode struct {
 
 func (c *callCode) eval(ev *Evaluator, env *Env) Value {
 	f := c.fn.eval(ev, env)
-	for _, a := range c.args {
-		f = ev.call(f, ev.delay(a, env), c.pos)
+	for i := 0; i < len(c.args); {
+		if f.k != kLambda {
+			f = ev.call(f, ev.delay(c.args[i], env), c.pos)
+			i++
+			continue
+		}
+		// Bind as many arguments as the curried lambda chain takes,
+		// without building the intermediate closures.
+		cl := f.closure()
+		lam, up := cl.lam, cl.env
+		mark := len(ev.frames)
+		// envs bound in this chain; all recyclable if the last body
+		// does not capture and no formal had a default.
+		var envs [4]*Env
+		n := 0
+		pool := true
+		for {
+			e := ev.bindArgs(lam, up, ev.delay(c.args[i], env), c.pos)
+			i++
+			if n < len(envs) {
+				envs[n] = e
+				n++
+			} else {
+				pool = false
+			}
+			pool = pool && lam.noDefaults
+			ev.pushCall(lam, c.pos)
+			if inner, ok := lam.body.(*lambdaCode); ok && i < len(c.args) {
+				lam, up = inner, e
+				continue
+			}
+			f = lam.body.eval(ev, e)
+			pool = pool && lam.poolable
+			break
+		}
+		ev.frames = ev.frames[:mark]
+		if pool {
+			for j := 0; j < n; j++ {
+				ev.putEnv(envs[j])
+			}
+		}
 	}
 	return f
 }

@@ -298,5 +298,6 @@ func (c *compiler) compileLambda(n *syntax.Lambda, s *scope) code {
 	}
 	lc.nslots = slot
 	lc.body = c.compile(n.Body, inner)
+	lc.computePoolable()
 	return lc
 }

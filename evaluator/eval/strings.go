@@ -26,7 +26,9 @@ func (c *concatStringsCode) eval(ev *Evaluator, env *Env) Value {
 // by the caller into pre0 and pre1.
 func (c *concatStringsCode) run(ev *Evaluator, env *Env, pre0, pre1 Value, npre int) Value {
 	var ctx ctxBuilder
-	var buf []byte
+	var small [8]string
+	strs := small[:0]
+	total := 0
 	first := !c.force
 	firstType := kString
 	var n int64
@@ -66,10 +68,8 @@ func (c *concatStringsCode) run(ev *Evaluator, env *Env, pre0, pre1 Value, npre 
 			}
 		default:
 			s := ev.coerceToString(c.partPos[i], v, &ctx, false, firstType == kString, !first)
-			if buf == nil {
-				buf = make([]byte, 0, len(s)+16)
-			}
-			buf = append(buf, s...)
+			strs = append(strs, s)
+			total += len(s)
 		}
 		first = false
 	}
@@ -78,13 +78,25 @@ func (c *concatStringsCode) run(ev *Evaluator, env *Env, pre0, pre1 Value, npre 
 		return Int(n)
 	case kFloat:
 		return Float(nf)
-	case kPath:
+	}
+	var s string
+	if len(strs) == 1 {
+		s = strs[0]
+	} else {
+		var b strings.Builder
+		b.Grow(total)
+		for _, p := range strs {
+			b.WriteString(p)
+		}
+		s = b.String()
+	}
+	if firstType == kPath {
 		if len(ctx.result()) > 0 {
 			ev.throw(ErrEval, c.pos, "a string that refers to a store path cannot be appended to a path")
 		}
-		return Path(syntax.CanonPath(string(buf)))
+		return Path(syntax.CanonPath(s))
 	}
-	return StrCtx(string(buf), ctx.result())
+	return StrCtx(s, ctx.result())
 }
 
 // coerceToString converts v to a string as Nix's coerceToString does.

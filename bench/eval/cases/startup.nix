@@ -1,0 +1,2 @@
+# Start-up: the smallest evaluation, to measure the fixed cost.
+1
