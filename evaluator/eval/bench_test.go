@@ -29,12 +29,12 @@ func benchCase(b *testing.B, name string) {
 	}
 }
 
-func BenchmarkFib27(b *testing.B)     { benchCase(b, "fib") }
-func BenchmarkListSort(b *testing.B)  { benchCase(b, "list-sort") }
-func BenchmarkAttrs(b *testing.B)     { benchCase(b, "attrs") }
-func BenchmarkStrings(b *testing.B)   { benchCase(b, "strings") }
-func BenchmarkFoldl(b *testing.B)     { benchCase(b, "foldl") }
-func BenchmarkStartup(b *testing.B)   { benchCase(b, "startup") }
+func BenchmarkFib27(b *testing.B)    { benchCase(b, "fib") }
+func BenchmarkListSort(b *testing.B) { benchCase(b, "list-sort") }
+func BenchmarkAttrs(b *testing.B)    { benchCase(b, "attrs") }
+func BenchmarkStrings(b *testing.B)  { benchCase(b, "strings") }
+func BenchmarkFoldl(b *testing.B)    { benchCase(b, "foldl") }
+func BenchmarkStartup(b *testing.B)  { benchCase(b, "startup") }
 
 // BenchmarkDeepRecursion is 10^5-deep non-tail recursion.
 func BenchmarkDeepRecursion(b *testing.B) {

@@ -3,8 +3,8 @@ package eval
 import (
 	"math"
 	"slices"
-	"unsafe"
 	"strconv"
+	"unsafe"
 
 	"github.com/castor-nix/castor/evaluator/syntax"
 )

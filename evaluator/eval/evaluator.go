@@ -116,8 +116,8 @@ type Evaluator struct {
 	regexCache map[string]*nixRegex
 	envPool    [maxPooledEnv + 1][]*Env
 	// curThunk is the thunk whose code is starting to run (see listApplyCode).
-	curThunk *Thunk
-	startTime  int64
+	curThunk  *Thunk
+	startTime int64
 }
 
 // New returns an Evaluator. ctx bounds every evaluation it runs: when ctx
