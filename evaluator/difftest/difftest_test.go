@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,4 +145,38 @@ func TestGeneratorDeterministic(t *testing.T) {
 			t.Fatalf("seed %d: %q != %q", s, a, b)
 		}
 	}
+}
+
+// TestErrorFormat compares complete error reports (message, position,
+// source excerpt and --show-trace trace) with Nix's for the files in
+// testdata/errors.
+func TestErrorFormat(t *testing.T) {
+	nix := newNix(t)
+	files, _ := filepath.Glob("testdata/errors/*.nix")
+	if len(files) == 0 {
+		t.Fatal("no error cases")
+	}
+	for _, f := range files {
+		abs, _ := filepath.Abs(f)
+		for _, showTrace := range []bool{false, true} {
+			args := []string{"--eval", "--strict", "--readonly-mode"}
+			if showTrace {
+				args = append(args, "--show-trace")
+			}
+			cmd := exec.Command(nix.Bin, append(args, abs)...)
+			cmd.Env = append(os.Environ(), "NIX_REMOTE=dummy://")
+			want, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("%s: nix succeeded", f)
+			}
+			got := castorError(t, abs, showTrace)
+			if got != string(want) {
+				t.Errorf("%s (show-trace %v):\ncastor:\n%s\nnix:\n%s", f, showTrace, got, want)
+			}
+		}
+	}
+}
+
+func castorError(t *testing.T, path string, showTrace bool) string {
+	return castorFileError(context.Background(), path, showTrace)
 }

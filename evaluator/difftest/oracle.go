@@ -124,3 +124,24 @@ func errResult(err error) Result {
 	}
 	return Result{Err: err.Error()}
 }
+
+// castorFileError evaluates a file strictly and returns the formatted
+// error ("" if it succeeds).
+func castorFileError(ctx context.Context, path string, showTrace bool) string {
+	ev := eval.New(ctx, eval.Options{TraceOutput: discard{}})
+	e, err := ev.ParseFile(path)
+	if err == nil {
+		var v eval.Value
+		if v, err = ev.Eval(e); err == nil {
+			err = ev.Print(discard{}, v, eval.PrintOptions{Strict: true})
+		}
+	}
+	var ee *eval.Error
+	if errors.As(err, &ee) {
+		return ee.Format(showTrace)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}

@@ -33,7 +33,7 @@ func (c *listApplyCode) eval(ev *Evaluator, _ *Env) Value {
 	if c.src != nil {
 		x = c.src[i]
 	}
-	return ev.call(ev.force(c.f), x, c.pos)
+	return ev.call(ev.force(c.f), x, syntax.NoPos)
 }
 
 // lazyList returns a list of n thunks running c.
@@ -57,7 +57,7 @@ type apply2Code struct {
 }
 
 func (c *apply2Code) eval(ev *Evaluator, _ *Env) Value {
-	return ev.call2(ev.force(c.f), c.a, c.b, c.pos)
+	return ev.call2(ev.force(c.f), c.a, c.b, syntax.NoPos)
 }
 
 func init() {

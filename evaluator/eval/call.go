@@ -143,8 +143,14 @@ func (ev *Evaluator) bindArgs(lam *lambdaCode, up *Env, arg Value, pos syntax.Po
 	if !lam.ellipsis && used != len(as) {
 		for _, a := range ev.sortedAttrs(arg) {
 			if !lam.hasFormal(a.Name) {
-				ev.throw(ErrType, pos, "%s called with unexpected argument '%s'",
-					ev.describeLambda(lam), ev.syms.name(a.Name))
+				var formals []string
+				for _, f := range lam.formals {
+					formals = append(formals, ev.syms.name(f.name))
+				}
+				want := ev.syms.name(a.Name)
+				panic(&Error{Kind: ErrType, Pos: pos, fset: ev.fset,
+					Msg:         ev.describeLambda(lam) + " called with unexpected argument '" + want + "'",
+					Suggestions: bestMatches(formals, want)})
 			}
 		}
 	}
@@ -168,7 +174,7 @@ type applyCode struct {
 }
 
 func (c *applyCode) eval(ev *Evaluator, _ *Env) Value {
-	return ev.call(ev.force(c.f), c.x, c.pos)
+	return ev.call(ev.force(c.f), c.x, syntax.NoPos)
 }
 
 // lazyApply returns the thunk of f x.

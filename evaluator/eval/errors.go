@@ -31,6 +31,9 @@ var (
 type Trace struct {
 	Pos syntax.Pos
 	Msg string
+	// Call marks the "while evaluating 'f'" / "from call site" pairs,
+	// which Nix only records with --show-trace.
+	Call bool
 }
 
 // Error is an evaluation error: a message, the position it points at, and
@@ -115,10 +118,19 @@ func (e *Error) Format(showTrace bool) string {
 		out.WriteString(line)
 	}
 	out.WriteString("\n")
-	if !showTrace && len(e.Trace) > 0 {
+	if !showTrace && e.hasNonCallTrace() {
 		out.WriteString("(use '--show-trace' to show detailed location information)\n")
 	}
 	return out.String()
+}
+
+func (e *Error) hasNonCallTrace() bool {
+	for _, t := range e.Trace {
+		if !t.Call {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Error) writePos(b *strings.Builder, p syntax.Pos) {

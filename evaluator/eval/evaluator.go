@@ -393,8 +393,8 @@ func (ev *Evaluator) unwind(e *Error, mark int) {
 				if lam.name != "" {
 					what = "'" + lam.name + "'"
 				}
-				e.Trace = append(e.Trace, Trace{Pos: lam.pos, Msg: "while evaluating " + what},
-					Trace{Pos: f.pos, Msg: "from call site"})
+				e.Trace = append(e.Trace, Trace{Pos: lam.pos, Msg: "while evaluating " + what, Call: true},
+					Trace{Pos: f.pos, Msg: "from call site", Call: true})
 			}
 		case frSelect:
 			if e != nil && len(e.Trace) < maxTrace {

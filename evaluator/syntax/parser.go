@@ -366,7 +366,8 @@ func (p *parser) parseBinary(minPrec int) Node {
 		case tUPDATE:
 			left = &BinOp{P: opPos, Op: OpUpdate, L: left, R: r}
 		case tCONCAT:
-			left = &BinOp{P: opPos, Op: OpConcat, L: left, R: r}
+			// Nix reports ++ errors at the start of the expression.
+			left = &BinOp{P: lpos, Op: OpConcat, L: left, R: r}
 		default:
 			switch t.ch {
 			case '<':
@@ -600,7 +601,7 @@ func (p *parser) parseStringParts(startOff int) Node {
 	if t.kind == tSTR {
 		if t1 := p.peek(1); t1.kind != tDOLLARCURLY {
 			p.advance()
-			return &String{P: p.pos(t.start), V: t.s}
+			return &String{P: p.pos(startOff), V: t.s}
 		}
 	}
 	if t.kind != tSTR && t.kind != tDOLLARCURLY {

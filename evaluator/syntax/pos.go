@@ -80,6 +80,10 @@ func (f *File) Line(n int) ([]byte, bool) {
 	if n < 1 || n > len(f.lines) {
 		return nil, false
 	}
+	// The empty "line" after a final line break does not exist.
+	if n == len(f.lines) && n > 1 && f.lines[n-1] == len(f.Src) {
+		return nil, false
+	}
 	start := f.lines[n-1]
 	end := len(f.Src)
 	if n < len(f.lines) {

@@ -1,0 +1,4 @@
+let
+  x = { a = y.b; };
+  y = { b = x.a; };
+in x.a
