@@ -80,7 +80,7 @@ func Run(ctx context.Context, open OpenStore, o Options) error {
 	}
 	roots := &storeroots.Resolver{Infos: svc.PathInfos}
 	newFS := func(ctx context.Context) (fuse.RawFileSystem, error) {
-		log.Info("virtiofs: VM connected", "socket", o.Socket)
+		log.Debug("virtiofs: new filesystem session", "socket", o.Socket)
 		return castorfs.New(roots, svc.Directories, svc.Blobs, castorfs.Options{ListRoot: o.ListRoot, Logger: log})
 	}
 	log.Info("virtiofs: serving", "socket", o.Socket, "list_root", o.ListRoot)
