@@ -604,6 +604,15 @@ func TestWriterLifecycle(t *testing.T) {
 		t.Errorf("%d goroutines left running, %d before", n, base)
 	}
 
+	if err := s.Sync(t.Context()); err != nil {
+		t.Errorf("Sync: %v", err)
+	}
+	cctx, ccancel := context.WithCancel(t.Context())
+	ccancel()
+	if err := s.Sync(cctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sync with a cancelled context: %v", err)
+	}
+
 	// A closed store refuses work.
 	s.Close()
 	if _, err := s.NewBlobWriter(t.Context()); !errors.Is(err, ErrClosed) {

@@ -249,6 +249,7 @@ func TestCrashAnywhere(t *testing.T) {
 	for round := range 3 {
 		var cmds []*exec.Cmd
 		var outs []*bytes.Buffer
+		var copied []chan struct{}
 		for range 2 {
 			cmd := helper(t, "crash after 1000000000", dir)
 			stdout, err := cmd.StdoutPipe()
@@ -264,12 +265,21 @@ func TestCrashAnywhere(t *testing.T) {
 			for i := 0; i < 4+round && sc.Scan(); i++ {
 				buf.WriteString(sc.Text() + "\n")
 			}
+			done := make(chan struct{})
 			cmds = append(cmds, cmd)
 			outs = append(outs, buf)
-			go io.Copy(buf, stdout) //nolint:errcheck // collects lines until the kill
+			copied = append(copied, done)
+			go func() {
+				// Collect lines until the kill closes the pipe.
+				for sc.Scan() {
+					buf.WriteString(sc.Text() + "\n")
+				}
+				close(done)
+			}()
 		}
-		for _, cmd := range cmds {
+		for i, cmd := range cmds {
 			cmd.Process.Kill()
+			<-copied[i]
 			cmd.Wait()
 		}
 		for _, buf := range outs {
