@@ -28,9 +28,13 @@
 // backend and the guest must share endianness and architecture, which
 // vhost-user requires anyway; the code is little-endian only.
 //
-// Errors: a malformed message or an impossible request closes the
-// connection with an error wrapped around ErrProtocol; a malformed
-// descriptor chain stops that queue with an error wrapped around
-// ErrBadChain. Neither ever exits the process, and Serve keeps accepting
-// the next VM. Per-message logging is at slog debug level.
+// Errors: a message that cannot be framed (bad header, oversized payload,
+// broken stream) ends the connection with an error wrapped around
+// ErrProtocol; a well-framed request the backend cannot honour (unknown
+// request, bad ring address, memory that does not map) is answered with a
+// failure when the front-end asked for REPLY_ACK, logged at warn, and the
+// connection goes on. A malformed descriptor chain stops that queue with an
+// error wrapped around ErrBadChain. Nothing ever exits the process, and
+// Serve keeps accepting the next VM. Per-message logging is at slog debug
+// level.
 package vhostuser
