@@ -1,0 +1,157 @@
+package eval
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"unsafe"
+)
+
+func evalString(t *testing.T, ev *Evaluator, src string) (string, error) {
+	t.Helper()
+	e, err := ev.ParseString(src, "«string»", "/", Scope{})
+	if err != nil {
+		return "", err
+	}
+	v, err := ev.Eval(e)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	err = ev.Print(&b, v, PrintOptions{Strict: true})
+	return strings.TrimSuffix(b.String(), "\n"), err
+}
+
+func mustEval(t *testing.T, src, want string) {
+	t.Helper()
+	got, err := evalString(t, New(context.Background(), Options{}), src)
+	if err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	if got != want {
+		t.Fatalf("%s:\n got %s\nwant %s", src, got, want)
+	}
+}
+
+// TestContextPropagation checks that string operations carry the contexts
+// of their inputs (the store issues rely on it).
+func TestContextPropagation(t *testing.T) {
+	const p = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-x"
+	const d = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-y.drv"
+	pre := `let s = builtins.appendContext "S" { "` + p + `" = { path = true; }; };
+	            o = builtins.appendContext "O" { "` + d + `" = { outputs = [ "out" "dev" ]; allOutputs = true; }; };
+	            ctx = x: builtins.attrNames (builtins.getContext x); in `
+	for _, c := range []struct{ expr, want string }{
+		{`ctx "${s}-${o}"`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (s + o)`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (builtins.substring 0 1 (s + o))`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (builtins.concatStringsSep o [ "a" s ])`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (builtins.replaceStrings [ "S" ] [ o ] s)`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (toString [ s o ])`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (builtins.toJSON { a = s; b = [ o ]; })`, `[ "` + p + `" "` + d + `" ]`},
+		{`ctx (builtins.toXML { a = s; })`, `[ "` + p + `" ]`},
+		{`ctx (builtins.baseNameOf s)`, `[ "` + p + `" ]`},
+		{`ctx (builtins.dirOf s)`, `[ "` + p + `" ]`},
+		{`ctx "${{ outPath = s; }}"`, `[ "` + p + `" ]`},
+		{`ctx "${{ __toString = self: o; }}"`, `[ "` + d + `" ]`},
+		{`ctx (builtins.unsafeDiscardStringContext (s + o))`, `[ ]`},
+		{`builtins.getContext o`, `{ "` + d + `" = { allOutputs = true; outputs = [ "dev" "out" ]; }; }`},
+		{`builtins.getContext (builtins.unsafeDiscardOutputDependency o)`, `{ "` + d + `" = { outputs = [ "dev" "out" ]; path = true; }; }`},
+		{`builtins.hasContext (s + "x")`, `true`},
+	} {
+		mustEval(t, pre+c.expr, c.want)
+	}
+}
+
+// TestThunkRetry checks that a thunk whose evaluation failed is not left
+// blackholed: forcing it again fails again with the same error instead of
+// reporting infinite recursion.
+func TestThunkRetry(t *testing.T) {
+	mustEval(t, `let x = throw "no"; in [ (builtins.tryEval x).success (builtins.tryEval x).success ]`, `[ false false ]`)
+	_, err := evalString(t, New(context.Background(), Options{}), `let x = throw "no"; y = builtins.tryEval x; in builtins.seq y x`)
+	if !errors.Is(err, ErrThrown) {
+		t.Fatalf("got %v, want the thrown error", err)
+	}
+}
+
+func TestDeepRecursion(t *testing.T) {
+	EnsureStack()
+	mustEval(t, `let f = n: if n == 0 then 0 else 1 + f (n - 1); in f 100000`, `100000`)
+	mustEval(t, `builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 1000000)`, `499999500000`)
+	ev := New(context.Background(), Options{MaxDepth: 5000})
+	_, err := evalString(t, ev, `let f = n: 1 + f (n + 1); in f 0`)
+	if !errors.Is(err, ErrStackOverflow) {
+		t.Fatalf("got %v, want stack overflow", err)
+	}
+	// The evaluator is still usable afterwards.
+	if got, err := evalString(t, ev, `1 + 1`); err != nil || got != "2" {
+		t.Fatalf("after overflow: %q %v", got, err)
+	}
+}
+
+func TestCancellation(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ev := New(ctx, Options{})
+	_, err := evalString(t, ev, `let f = n: if n == 0 then 0 else f (n - 1); in f 1000000`)
+	if !errors.Is(err, ErrCanceled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want cancellation", err)
+	}
+}
+
+// TestInternalErrorRecovered checks that a Go runtime panic inside the
+// evaluator becomes an internal error with a position, not a crash.
+func TestInternalErrorRecovered(t *testing.T) {
+	var logs bytes.Buffer
+	ev := New(context.Background(), Options{})
+	ev.log = newTestLogger(&logs)
+	e, err := ev.ParseString("let f = x: x; in f 1", "«string»", "/", Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "while testing"
+	ev.frames = append(ev.frames, frame{kind: frMsg, pos: e.file.Pos(17), p: unsafe.Pointer(&msg)})
+	func() {
+		defer ev.recoverTo(&err)
+		var m map[string]int
+		m["boom"] = 1 // a Go runtime panic
+	}()
+	var ee *Error
+	if !errors.As(err, &ee) || !errors.Is(err, ErrInternal) {
+		t.Fatalf("got %v", err)
+	}
+	if got := ee.Format(false); !strings.HasPrefix(got, "error: internal error: assignment to entry in nil map") || !strings.Contains(got, "«string»:1:18") {
+		t.Fatalf("report:\n%s", got)
+	}
+	if len(ev.frames) != 0 {
+		t.Fatal("frames not unwound")
+	}
+}
+
+func TestReplScope(t *testing.T) {
+	ev := New(context.Background(), Options{})
+	var sc Scope
+	e, _ := ev.ParseString("1", "«string»", "/", sc)
+	sc = sc.With("x", ev.Lazy(e))
+	e, _ = ev.ParseString("x + 1", "«string»", "/", sc)
+	sc2 := sc.With("x", ev.Lazy(e)) // refers to the previous x
+	e, err := ev.ParseString("[ x ]", "«string»", "/", sc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := ev.Eval(e)
+	if s := ev.ReplString(v, 5); s != "[ 2 ]" {
+		t.Fatalf("got %s", s)
+	}
+	// The older scope is unchanged.
+	e, _ = ev.ParseString("x", "«string»", "/", sc)
+	v, _ = ev.Eval(e)
+	if s := ev.ReplString(v, 5); s != "1" {
+		t.Fatalf("old scope: %s", s)
+	}
+}
+
+func newTestLogger(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

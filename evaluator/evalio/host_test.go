@@ -1,0 +1,100 @@
+package evalio
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/castor-nix/castor/e2e/testenv"
+)
+
+func makeTree(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "tree")
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "sub", "deeper"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "a.txt"), []byte("hello\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "run.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "sub", "deeper", "x"), nil, 0o644))
+	must(os.Symlink("../a.txt", filepath.Join(dir, "sub", "link")))
+	return dir
+}
+
+// TestAddPathMatchesNix checks the computed store path of a tree (regular,
+// executable and empty files, a symlink, nested directories) against
+// nix-store --add.
+func TestAddPathMatchesNix(t *testing.T) {
+	nix := testenv.NewNix(t)
+	dir := makeTree(t)
+	want := nix.Run("nix-store", "--add", dir)
+	h := NewHost()
+	got, err := h.AddPath(context.Background(), AddPathRequest{Path: dir, Name: "tree", Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("got %s, nix-store --add gives %s", got, want)
+	}
+	// Reads below the computed path are served from the source.
+	b, err := h.ReadFile(context.Background(), got+"/sub/deeper/x")
+	if err != nil || len(b) != 0 {
+		t.Fatalf("read below store path: %q %v", b, err)
+	}
+	ents, err := h.ReadDir(context.Background(), got+"/sub")
+	if err != nil || len(ents) != 2 || ents[1].Name != "link" || ents[1].Type != TypeSymlink {
+		t.Fatalf("readdir below store path: %v %v", ents, err)
+	}
+	if err := h.Realise(context.Background(), []string{got}); err != nil {
+		t.Fatalf("realise a computed path: %v", err)
+	}
+	if err := h.Realise(context.Background(), []string{"/nix/store/00000000000000000000000000000000-none"}); err == nil {
+		t.Fatal("realising an unknown path succeeded")
+	}
+}
+
+func TestAddPathFilter(t *testing.T) {
+	nix := testenv.NewNix(t)
+	dir := makeTree(t)
+	// The same tree without run.sh and sub/deeper, added by Nix itself.
+	ref := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(ref, "sub"), 0o755)
+	os.WriteFile(filepath.Join(ref, "a.txt"), []byte("hello\n"), 0o644)
+	os.Symlink("../a.txt", filepath.Join(ref, "sub", "link"))
+	want := nix.Run("nix-store", "--add", ref)
+	var seen []string
+	got, err := NewHost().AddPath(context.Background(), AddPathRequest{Path: dir, Name: "tree", Recursive: true,
+		Filter: func(p string, ft FileType) bool {
+			seen = append(seen, p)
+			return filepath.Base(p) != "run.sh" && filepath.Base(p) != "deeper"
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if len(seen) == 0 || !filepath.IsAbs(seen[0]) {
+		t.Fatalf("filter saw %v", seen)
+	}
+}
+
+func TestFlatAndText(t *testing.T) {
+	nix := testenv.NewNix(t)
+	f := filepath.Join(t.TempDir(), "file.txt")
+	os.WriteFile(f, []byte("flat contents"), 0o644)
+	got, err := NewHost().AddPath(context.Background(), AddPathRequest{Path: f, Name: "file.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := nix.Run("nix-store", "--add-fixed", "sha256", f)
+	if got != want {
+		t.Fatalf("flat: got %s, want %s", got, want)
+	}
+	if _, err := NewHost().ReadFile(context.Background(), "/nonexistent/x"); !os.IsNotExist(err) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
