@@ -20,15 +20,12 @@ const (
 	// DefaultTimeout is how long the kernel may trust entries and
 	// attributes: the store is immutable, so as long as it likes.
 	DefaultTimeout = 365 * 24 * time.Hour
-	// DefaultPrefetch is how far file data is read ahead of a sequential
-	// reader, in bytes.
-	DefaultPrefetch = 2 << 20
 	// blockSize is the st_blksize reported, and the unit of st_blocks is 512.
 	blockSize = 4096
 )
 
 // Options tune an FS. The zero value is the default: root not listable,
-// extended attributes on, long timeouts, prefetching on.
+// extended attributes on, long timeouts.
 type Options struct {
 	// ListRoot allows listing the root; the RootResolver must then also
 	// be a RootLister. Listing walks the whole store, so it is off by
@@ -43,8 +40,13 @@ type Options struct {
 	// well-formed name is missing from the root. Zero (the default)
 	// means not at all, since store paths are added while mounted.
 	RootNegativeTimeout time.Duration
-	// Prefetch is how many bytes to read ahead of a sequential reader
-	// (DefaultPrefetch when zero, off when negative).
+	// Prefetch is how many bytes the filesystem itself reads ahead of a
+	// sequential reader, in parallel pieces, for blob services that do
+	// not read ahead on their own (a remote one). Zero or negative, the
+	// default, leaves read-ahead to the kernel and the blob service: the
+	// chunked local store reads ahead of sequential ReadAt calls, and
+	// reads go to it in order, so its read-ahead works; a second layer
+	// measured only as extra copying there (see bench/fuse).
 	Prefetch int
 	// Logger receives errors (missing or corrupt data, with digests) and
 	// debug lines. slog.Default() when nil.
@@ -93,9 +95,6 @@ func New(roots RootResolver, dirs castore.DirectoryGetter, blobs castore.BlobOpe
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
-	}
-	if opts.Prefetch == 0 {
-		opts.Prefetch = DefaultPrefetch
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -18,8 +18,15 @@ import (
 )
 
 // Many readers over many files at once, sequential and random, through the
-// kernel: every byte must be right. Run with -race.
+// kernel: every byte must be right, with and without the filesystem's own
+// read-ahead. Run with -race.
 func TestParallelReaders(t *testing.T) {
+	for _, pf := range []int{0, 2 << 20} {
+		t.Run(fmt.Sprintf("prefetch=%d", pf), func(t *testing.T) { testParallelReaders(t, castorfs.Options{Prefetch: pf}) })
+	}
+}
+
+func testParallelReaders(t *testing.T, opts castorfs.Options) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	files := map[string][]byte{}
 	tree := fstest.Dir{}
@@ -40,7 +47,7 @@ func TestParallelReaders(t *testing.T) {
 		tree[dir].(fstest.Dir)[name] = fstest.File{Data: data, Executable: i%5 == 0}
 		files[filepath.Join(dir, name)] = data
 	}
-	e := newEnv(t, map[string]fstest.Node{"t": tree}, castorfs.Options{}, castorfs.MountOptions{})
+	e := newEnv(t, map[string]fstest.Node{"t": tree}, opts, castorfs.MountOptions{})
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)

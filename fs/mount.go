@@ -21,6 +21,9 @@ import (
 // daemon. go-fuse warns about splice pipes above it.
 const DefaultMaxRead = 512 << 10
 
+// DefaultReadAheadKB is the read-ahead of a mount: four max_read requests.
+const DefaultReadAheadKB = 4 * DefaultMaxRead >> 10
+
 // Errors a mount can fail with that the user can fix; the messages say how.
 var (
 	// ErrMountpointStale: a FUSE server died and left its mount behind.
@@ -39,8 +42,11 @@ type MountOptions struct {
 	Writable bool
 	// MaxRead is the largest read request (DefaultMaxRead when zero).
 	MaxRead int
-	// ReadAheadKB, when positive, sets the mount's read_ahead_kb in
-	// sysfs (root only; best effort). The kernel's default is 128.
+	// ReadAheadKB sets the mount's read_ahead_kb in sysfs (root only;
+	// best effort): DefaultReadAheadKB when zero, the kernel's 128 when
+	// negative. The kernel caps a FUSE mount's read-ahead at 128 KiB
+	// whatever the daemon asks at INIT; more lets it keep several
+	// max_read requests in flight for a sequential reader.
 	ReadAheadKB int
 	// Debug logs every FUSE request and reply.
 	Debug bool
@@ -113,7 +119,10 @@ func Mount(mountpoint string, fsys fuse.RawFileSystem, opts MountOptions) (*Serv
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
 	}
 	s := &Server{srv: srv, mountpoint: mp, log: logger}
-	if opts.ReadAheadKB > 0 {
+	switch {
+	case opts.ReadAheadKB == 0:
+		s.setReadAhead(DefaultReadAheadKB)
+	case opts.ReadAheadKB > 0:
 		s.setReadAhead(opts.ReadAheadKB)
 	}
 	return s, nil

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"github.com/castor-nix/castor/store/boltdb"
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/castore/boltdir"
+	"github.com/castor-nix/castor/store/castore/memory"
 	"github.com/castor-nix/castor/store/castore/objectstore"
 	"github.com/castor-nix/castor/store/fsimport"
 	"github.com/castor-nix/castor/store/nixpath"
@@ -44,10 +46,11 @@ var (
 	paths      = flag.Int("paths", 10_000, "store paths to list")
 	runs       = flag.Int("runs", 3, "runs per figure (median)")
 	only       = flag.String("only", "seq,tree,list", "benchmarks to run")
-	prefetch   = flag.Int("prefetch", 0, "fs read-ahead in bytes (0: default, -1: off)")
+	prefetch   = flag.Int("prefetch", 0, "the filesystem's own read-ahead in bytes (0: off, the default)")
 	storeRA    = flag.Int("store-readahead", -1, "blob store read-ahead in chunks (-1: its default)")
-	readAhead  = flag.Int("readahead-kb", 0, "kernel read_ahead_kb of the mount (0: kernel default)")
+	readAhead  = flag.Int("readahead-kb", 0, "kernel read_ahead_kb of the mount (0: castor's default, -1: the kernel's 128)")
 	cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of the cold reads to this file")
+	ceiling    = flag.Bool("ceiling", false, "also read through a mount whose blobs come from memory unverified: the FUSE transport's own ceiling")
 	dropCaches = flag.Bool("drop-caches", false, "drop the host's page cache before cold reads (slow; affects the whole machine)")
 )
 
@@ -135,7 +138,14 @@ func benchSeq(work, tmpfs string) {
 	w, err := st.blobs.NewBlobWriter(context.Background())
 	check(err)
 	bw := bufio.NewWriterSize(f, 1<<20)
-	genData(size, func(p []byte) { bw.Write(p); w.Write(p) })
+	var raw []byte
+	genData(size, func(p []byte) {
+		bw.Write(p)
+		w.Write(p)
+		if *ceiling {
+			raw = append(raw, p...)
+		}
+	})
 	check(bw.Flush())
 	check(f.Close())
 	d, err := w.Commit()
@@ -169,11 +179,44 @@ func benchSeq(work, tmpfs string) {
 		st.close()
 		base1 = append(base1, ddRate(base, size))
 	}
+	var ceil []float64
+	if *ceiling {
+		for range *runs {
+			fsys, err := castorfs.New(castorfs.Roots{"big": node}, memory.NewDirectoryService(), rawBlobs{d: d, data: raw}, fsOptions())
+			check(err)
+			srv, err := castorfs.Mount(mp, fsys, castorfs.MountOptions{ReadAheadKB: *readAhead})
+			check(err)
+			ceil = append(ceil, ddRate(filepath.Join(mp, "big"), size))
+			check(srv.Unmount())
+		}
+	}
 	c, wm, t := median(cold), median(warm), median(base1)
 	fmt.Printf("  tmpfs          %7.0f MB/s\n", t)
 	fmt.Printf("  mount, first   %7.0f MB/s   %3.0f%% of tmpfs (target >= 70%%); server CPU %.2f s/GB\n", c, 100*c/t, median(coldCPU)/(float64(size)/1e9))
 	fmt.Printf("  mount, second  %7.0f MB/s   %3.0f%% of tmpfs (target >= 95%%)\n", wm, 100*wm/t)
+	if *ceiling {
+		cl := median(ceil)
+		fmt.Printf("  FUSE ceiling   %7.0f MB/s   %3.0f%% of tmpfs (first read, blobs from memory, unverified)\n", cl, 100*cl/t)
+	}
 }
+
+// rawBlobs serves one blob from memory without verifying it: only to
+// measure what FUSE itself costs.
+type rawBlobs struct {
+	d    castore.Digest
+	data []byte
+}
+
+func (r rawBlobs) OpenBlob(ctx context.Context, d castore.Digest) (castore.BlobReader, error) {
+	if d != r.d {
+		return nil, castore.ErrNotFound
+	}
+	return &rawReader{Reader: bytes.NewReader(r.data)}, nil
+}
+
+type rawReader struct{ *bytes.Reader }
+
+func (r *rawReader) Close() error { return nil }
 
 // cpuSeconds is the CPU time (user and system) this process has used: the
 // server's share of the work, independent of what else runs on the host.
