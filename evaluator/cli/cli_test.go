@@ -36,7 +36,7 @@ func TestEvalCommand(t *testing.T) {
 		{[]string{"-E", "1 + 1"}, "2\n"},
 		{[]string{"-E", "{ a = 1 + 1; }"}, "{ a = <CODE>; }\n"},
 		{[]string{"--strict", "-E", "{ a = 1 + 1; }"}, "{ a = 2; }\n"},
-		{[]string{"--json", "--strict", "-E", "{ a = [ 1 \"x\" ]; }"}, "{\"a\":[1,\"x\"]}\n"},
+		{[]string{"--json", "--strict", "-E", "{ a = [ 1 \"x\" ]; }"}, "{\"a\":[1,\"x\"]}"},
 		{[]string{"--xml", "--no-location", "-E", "1"}, "<?xml version='1.0' encoding='utf-8'?>\n<expr>\n  <int value=\"1\" />\n</expr>\n"},
 		{[]string{"--strict", "--arg", "y", "2", f}, "{ a = 3; b = { c = [ 2 ]; }; s = \"2\"; }\n"},
 		{[]string{"--strict", "--argstr", "y", "q", "-A", "s", f}, "\"q\"\n"},

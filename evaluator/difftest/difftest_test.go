@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/castor-nix/castor/e2e/testenv"
+	"github.com/castor-nix/castor/evaluator/eval"
 )
 
 var (
@@ -179,4 +180,65 @@ func TestErrorFormat(t *testing.T) {
 
 func castorError(t *testing.T, path string, showTrace bool) string {
 	return castorFileError(context.Background(), path, showTrace)
+}
+
+// TestOutputModes compares the lazy printer (<CODE> for what was not
+// evaluated), --json and --xml with Nix's on expressions of the corpus
+// kind.
+func TestOutputModes(t *testing.T) {
+	nix := newNix(t)
+	ctx := context.Background()
+	exprs := []string{
+		`{ a = 1 + 1; b = [ 1 (1 + 1) ]; c = x: x; d = builtins.add; e = builtins.add 1; f = 1.0; g = "s"; h = ./x; i = null; }`,
+		`let x = 1 + 1; in builtins.seq x { inherit x; y = x; z = [ x ]; }`,
+		`let a = { x = 1; }; in [ a a ]`,
+		`rec { a = 1; b = a; c = { d = b; }; }`,
+		`{ a.b.c = 1; } // { a = 2; }`,
+		`builtins.map (x: x) [ 1 2 ]`,
+		`{ "a b" = 1; "$x" = 2; }`,
+	}
+	want, err := nix.EvalAllMode(ctx, exprs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range exprs {
+		if got := CastorMode(ctx, e, nix.Dir, eval.PrintOptions{}); got != want[i] {
+			t.Errorf("lazy %s\n castor: %s\n    nix: %s", e, got, want[i])
+		}
+	}
+	run := func(e string, args ...string) string {
+		cmd := exec.Command(nix.Bin, append(append([]string{"--eval", "--readonly-mode", "--strict"}, args...), "-E", e)...)
+		cmd.Dir = nix.Dir
+		cmd.Env = append(os.Environ(), "NIX_REMOTE=dummy://")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", e, err)
+		}
+		return string(out)
+	}
+	// JSON ends without a newline, so one run per expression.
+	for _, e := range exprs {
+		if strings.Contains(e, "x: x") || strings.Contains(e, "builtins.add") {
+			continue // functions have no JSON form
+		}
+		want := run(e, "--json")
+		if got := CastorMode(ctx, e, nix.Dir, eval.PrintOptions{Strict: true, JSON: true}); got.Out != want {
+			t.Errorf("json %s\n castor: %s\n    nix: %s", e, got, want)
+		}
+	}
+	// XML spans lines: one run per expression, with and without locations.
+	xmlExprs := append(exprs[1:], `{ f = { a, b ? 1, ... }@args: a; g = x: x; l = [ 1.5 true "x" ]; }`)
+	for _, e := range xmlExprs {
+		for _, loc := range []bool{true, false} {
+			args := []string{"--xml"}
+			if !loc {
+				args = append(args, "--no-location")
+			}
+			want := run(e, args...)
+			got := CastorMode(ctx, e, nix.Dir, eval.PrintOptions{Strict: true, XML: true, Location: loc})
+			if got.Out+"\n" != want {
+				t.Errorf("xml (locations %v) %s\ncastor:\n%s\nnix:\n%s", loc, e, got, want)
+			}
+		}
+	}
 }

@@ -36,9 +36,21 @@ type Nix struct {
 // run prints one line per expression and stops at the first error, so a
 // batch is rerun from the expression after a failing one.
 func (n *Nix) EvalAll(ctx context.Context, exprs []string) ([]Result, error) {
+	return n.EvalAllMode(ctx, exprs, "--strict")
+}
+
+// EvalAllMode is EvalAll with other output flags ("--strict", "--json",
+// "" for the lazy printer…); the output of each value must be one line.
+func (n *Nix) EvalAllMode(ctx context.Context, exprs []string, mode ...string) ([]Result, error) {
 	res := make([]Result, len(exprs))
 	for start := 0; start < len(exprs); {
-		args := []string{"--eval", "--strict", "--readonly-mode", "-E"}
+		args := []string{"--eval", "--readonly-mode"}
+		for _, m := range mode {
+			if m != "" {
+				args = append(args, m)
+			}
+		}
+		args = append(args, "-E")
 		args = append(args, exprs[start:]...)
 		cmd := exec.CommandContext(ctx, n.Bin, args...)
 		cmd.Dir = n.Dir
@@ -92,6 +104,11 @@ func firstErrorLine(s string) string {
 // Castor evaluates expr with a fresh evaluator as `castor eval --strict -E`
 // does, with dir as the base directory.
 func Castor(ctx context.Context, expr, dir string) Result {
+	return CastorMode(ctx, expr, dir, eval.PrintOptions{Strict: true})
+}
+
+// CastorMode is Castor with other print options.
+func CastorMode(ctx context.Context, expr, dir string, opts eval.PrintOptions) Result {
 	ev := eval.New(ctx, eval.Options{LookupEnv: func(k string) (string, bool) {
 		if k == "NIX_PATH" {
 			return "", false
@@ -107,7 +124,7 @@ func Castor(ctx context.Context, expr, dir string) Result {
 		return errResult(err)
 	}
 	var out bytes.Buffer
-	if err := ev.Print(&out, v, eval.PrintOptions{Strict: true}); err != nil {
+	if err := ev.Print(&out, v, opts); err != nil {
 		return errResult(err)
 	}
 	return Result{Out: strings.TrimSuffix(out.String(), "\n")}

@@ -20,7 +20,8 @@ type PrintOptions struct {
 	Location bool
 }
 
-// Print writes v as `nix-instantiate --eval` does, followed by a newline.
+// Print writes v as `nix-instantiate --eval` does: followed by a newline,
+// except JSON (which Nix 2.8 ends without one).
 func (ev *Evaluator) Print(w io.Writer, v Value, opts PrintOptions) (err error) {
 	defer ev.recoverTo(&err)
 	bw := bufio.NewWriter(w)
@@ -34,8 +35,8 @@ func (ev *Evaluator) Print(w io.Writer, v Value, opts PrintOptions) (err error) 
 			v = ev.force(v)
 		}
 		b := ev.appendJSON(nil, v, opts.Strict, syntax.NoPos, &ctx)
+		// nix-instantiate --json ends without a newline.
 		bw.Write(b)
-		bw.WriteByte('\n')
 	default:
 		if opts.Strict {
 			ev.forceDeep(v)

@@ -775,7 +775,9 @@ func (p *parser) parseBinds(setOff, prevEnd int) *Attrs {
 				from = p.parseExpr()
 				p.expectChar(')')
 			}
-			attrsStart := p.peek(0)
+			// Nix positions inherited attributes at the end of the token
+			// before the names (`inherit` or the closing parenthesis).
+			attrsOff := p.prevEnd
 			for {
 				nt := p.peek(0)
 				if p.isChar(nt, ';') {
@@ -789,7 +791,7 @@ func (p *parser) parseBinds(setOff, prevEnd int) *Attrs {
 				if an.Expr != nil {
 					p.errorf(nt.start, "dynamic attributes not allowed in inherit")
 				}
-				defPos := p.pos(attrsStart.start)
+				defPos := p.pos(attrsOff)
 				if old := a.Lookup(an.Name); old != nil {
 					p.dupAttr(an.Name, defPos, old.P)
 				}
