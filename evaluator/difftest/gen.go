@@ -20,6 +20,7 @@ const (
 	tAttrs // set of ints under names from attrNames
 	tNull
 	tFun // int -> int
+	tNested
 	numTypes
 )
 
@@ -103,7 +104,24 @@ func (g *Generator) gen(t typ, depth int) string {
 	}
 	d := depth - 1
 	// Generic forms, valid at any type.
-	switch g.pick(10) {
+	switch g.pick(13) {
+	case 5:
+		w := withNames[g.pick(len(withNames))]
+		return "(with { " + w + " = " + g.gen(tInt, d) + "; zz = 0; }; " + g.with(binding{w, tInt}, func() string { return g.gen(t, d) }) + ")"
+	case 6:
+		p, q := g.name(), g.name()
+		body := g.with(binding{p, tInt}, func() string {
+			return g.with(binding{q, tInt}, func() string { return g.gen(t, d) })
+		})
+		arg := "{ " + p + " = " + g.gen(tInt, d) + "; }"
+		if g.pick(2) == 0 {
+			arg = "{ " + p + " = " + g.gen(tInt, d) + "; " + q + " = " + g.gen(tInt, d) + "; extra = 1; }"
+		}
+		return "(({ " + p + ", " + q + " ? " + g.gen(tInt, d) + ", ... }@args: " + body + ") " + arg + ")"
+	case 7:
+		n := g.name()
+		return "(let s = rec { " + n + " = " + g.gen(tInt, d) + "; w = " + n + "; }; in " +
+			g.with(binding{"s.w", tInt}, func() string { return g.gen(t, d) }) + ")"
 	case 0:
 		return fmt.Sprintf("(if %s then %s else %s)", g.gen(tBool, d), g.gen(t, d), g.gen(t, d))
 	case 1:
@@ -280,9 +298,40 @@ func (g *Generator) gen(t typ, depth int) string {
 	case tFun:
 		n := g.name()
 		return fmt.Sprintf("(%s: %s)", n, g.with(binding{n, tInt}, func() string { return g.gen(tInt, d) }))
+	case tNested:
+		switch g.pick(4) {
+		case 0:
+			var parts []string
+			for i := g.pick(4); i > 0; i-- {
+				parts = append(parts, g.gen(typ(g.pick(int(numTypes))), d))
+			}
+			return "[ " + strings.Join(parts, " ") + " ]"
+		case 1:
+			var b strings.Builder
+			b.WriteString("{ ")
+			seen := map[string]bool{}
+			for i := g.pick(4); i > 0; i-- {
+				n := attrNames[g.pick(len(attrNames))]
+				if seen[n] {
+					continue
+				}
+				seen[n] = true
+				b.WriteString(n + " = " + g.gen(typ(g.pick(int(numTypes))), d) + "; ")
+			}
+			b.WriteString("}")
+			return b.String()
+		case 2:
+			return fmt.Sprintf("(let m = builtins.match %s %s; in if m == null then [ ] else m)", matchRegexes[g.pick(len(matchRegexes))], g.gen(tString, d))
+		default:
+			return fmt.Sprintf("{ inherit (%s) %s; l = %s; }", g.attrsLit(d), "a", g.gen(tNested, d))
+		}
 	}
 	return g.leaf(t)
 }
+
+var withNames = []string{"a", "b", "x"}
+
+var matchRegexes = []string{`"(a|b)+([0-9]*)"`, `"([^ ]*) (.*)"`, `"(.)(.*)"`, `"[[:alpha:]]*"`, `"(.*)\\.(.*)"`, `"x?(y)?"`}
 
 var regexes = []string{`"a"`, `"(o)"`, `"[0-9]+"`, `"\\."`, `"(a|b)*"`, `"[^a-z]"`, `" "`, `"x*"`}
 
@@ -333,6 +382,8 @@ func (g *Generator) leaf(t typ) string {
 		return "null"
 	case tFun:
 		return []string{"(x: x)", "(x: x + 1)", "(x: 2 * x)", "(builtins.add 3)", "(builtins.sub 1)"}[g.pick(5)]
+	case tNested:
+		return []string{"[ ]", "{ }", "[ [ ] { } null ]", `{ a = [ 1 "x" ]; "b c" = { d = null; }; }`}[g.pick(4)]
 	}
 	return "null"
 }
