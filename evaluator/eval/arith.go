@@ -126,17 +126,23 @@ func (ev *Evaluator) lessThan(a, b Value, pos syntax.Pos) bool {
 		return a.str() < b.str()
 	case kList:
 		x, y := a.list(), b.list()
+		ev.enter()
+		less := false
 		for i := 0; ; i++ {
 			if i == len(y) {
-				return false
+				break
 			}
 			if i == len(x) {
-				return true
+				less = true
+				break
 			}
 			if !ev.equal(x[i], y[i], pos) {
-				return ev.lessThan(x[i], y[i], pos)
+				less = ev.lessThan(x[i], y[i], pos)
+				break
 			}
 		}
+		ev.leave()
+		return less
 	}
 	ev.throw(ErrEval, pos, "cannot compare %s with %s", showType(a), showType(b))
 	return false

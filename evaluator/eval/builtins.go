@@ -179,12 +179,16 @@ func (ev *Evaluator) equalForced(a, b Value, pos syntax.Pos) bool {
 			return false
 		}
 		x, y := a.list(), b.list()
+		ev.enter()
+		eq := true
 		for i := range x {
 			if !ev.equal(x[i], y[i], pos) {
-				return false
+				eq = false
+				break
 			}
 		}
-		return true
+		ev.leave()
+		return eq
 	case kAttrs:
 		if ev.isDerivation(a) && ev.isDerivation(b) {
 			i, j := lookupAttr(a.attrs(), symOutPath), lookupAttr(b.attrs(), symOutPath)
@@ -196,12 +200,16 @@ func (ev *Evaluator) equalForced(a, b Value, pos syntax.Pos) bool {
 			return false
 		}
 		x, y := a.attrs(), b.attrs()
+		ev.enter()
+		eq := true
 		for i := range x {
 			if x[i].Name != y[i].Name || !ev.equal(x[i].Val, y[i].Val, pos) {
-				return false
+				eq = false
+				break
 			}
 		}
-		return true
+		ev.leave()
+		return eq
 	}
 	// Functions are incomparable.
 	return false

@@ -49,6 +49,7 @@ const (
 	frSelect
 	frAttr
 	frMsg
+	frDepth // a level of a recursive helper (deepSeq, printing, ==): depth only
 )
 
 // frame is one entry of the evaluator's own stack: thunks being forced
@@ -59,6 +60,20 @@ type frame struct {
 	pos  syntax.Pos
 	p    unsafe.Pointer
 }
+
+// enter and leave bracket a level of recursion in Go helpers that walk
+// values (forcing deeply, printing, comparing), so that the depth limit
+// also covers them: a value nested a million levels deep fails with
+// "stack overflow" instead of exhausting the Go stack. leave must not be
+// deferred: a panic unwinds the frames itself (see unwind).
+func (ev *Evaluator) enter() {
+	if len(ev.frames) >= ev.maxDepth {
+		ev.stackOverflow()
+	}
+	ev.frames = append(ev.frames, frame{kind: frDepth})
+}
+
+func (ev *Evaluator) leave() { ev.frames = ev.frames[:len(ev.frames)-1] }
 
 func (ev *Evaluator) push(f frame) {
 	if len(ev.frames) >= ev.maxDepth {

@@ -155,3 +155,26 @@ func TestReplScope(t *testing.T) {
 }
 
 func newTestLogger(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestDeepValues checks the depth limit in the Go helpers that walk values:
+// an infinitely nested value fails cleanly in deepSeq, printing, ==,
+// toJSON and toString.
+func TestDeepValues(t *testing.T) {
+	for _, e := range []string{
+		`let f = n: [ (f (n + 1)) ]; in builtins.deepSeq (f 0) 1`,
+		`let f = n: { a = f (n + 1); }; in f 0`,
+		`let f = n: [ (f (n + 1)) ]; in f 0 == f 0`,
+		`let f = n: [ (f (n + 1)) ]; in f 0 < f 0`,
+		`let f = n: [ (f (n + 1)) ]; in builtins.toJSON (f 0)`,
+		`let f = n: [ (f (n + 1)) ]; in toString (f 0)`,
+		`let f = n: [ (f (n + 1)) ]; in builtins.toXML (f 0)`,
+	} {
+		ev := New(context.Background(), Options{MaxDepth: 20000})
+		_, err := evalString(t, ev, e)
+		if !errors.Is(err, ErrStackOverflow) {
+			t.Errorf("%s: got %v, want stack overflow", e, err)
+		}
+	}
+	// A deep but finite value is fine.
+	mustEval(t, `builtins.stringLength (builtins.toJSON (builtins.foldl' (acc: x: [ acc ]) [ ] (builtins.genList (x: x) 10000)))`, `20002`)
+}

@@ -59,11 +59,15 @@ const (
 	// DefaultLangVersion is builtins.langVersion of modern Nix.
 	DefaultLangVersion = 6
 	// DefaultMaxDepth allows 10^5-deep non-tail recursion with room to
-	// spare; see StackBytes.
-	DefaultMaxDepth = 1_000_000
-	// StackBytes is the Go stack size the default depth needs at most;
-	// EnsureStack raises the process's limit to it.
-	StackBytes = 4 << 30
+	// spare (it takes one to three frames per level). Nix 2.8 itself
+	// overflows its C stack before 10^5; modern Nix stops at a call depth
+	// of 10^4 by default.
+	DefaultMaxDepth = 500_000
+	// StackBytes is the Go stack limit EnsureStack sets: Go's ceiling
+	// (twice its 1 GB default). A frame of the evaluator's own stack takes
+	// about 1 KB of Go stack in typical code, so the default depth leaves
+	// a fourfold margin.
+	StackBytes = 2_000_000_000
 )
 
 // EnsureStack raises the Go stack limit of the process (debug.SetMaxStack)

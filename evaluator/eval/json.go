@@ -13,6 +13,13 @@ import (
 // with __toString or outPath become strings, paths are copied to the store,
 // attributes are sorted by name, floats print as C++ streams print them.
 func (ev *Evaluator) appendJSON(b []byte, v Value, strict bool, pos syntax.Pos, ctx *ctxBuilder) []byte {
+	ev.enter()
+	b = ev.appendJSONValue(b, v, strict, pos, ctx)
+	ev.leave()
+	return b
+}
+
+func (ev *Evaluator) appendJSONValue(b []byte, v Value, strict bool, pos syntax.Pos, ctx *ctxBuilder) []byte {
 	if strict {
 		v = ev.force(v)
 	} else if v.k == kThunk && v.thunk().code == nil {

@@ -102,6 +102,12 @@ func isVarName(s string) bool {
 }
 
 func (p *printer) print(v Value) {
+	p.ev.enter()
+	p.printValue(v)
+	p.ev.leave()
+}
+
+func (p *printer) printValue(v Value) {
 	if v.k == kThunk {
 		t := v.thunk()
 		if t.code != nil {
@@ -182,6 +188,12 @@ func (ev *Evaluator) forceDeep(v Value) {
 }
 
 func (ev *Evaluator) forceDeepRec(v Value, seen map[unsafe.Pointer]bool) {
+	ev.enter()
+	ev.forceDeepLevel(v, seen)
+	ev.leave()
+}
+
+func (ev *Evaluator) forceDeepLevel(v Value, seen map[unsafe.Pointer]bool) {
 	if v.k == kThunk {
 		if seen[v.p] {
 			return

@@ -34,6 +34,12 @@ func (ev *Evaluator) tryForce(v Value) (out Value, err *Error) {
 }
 
 func (ev *Evaluator) replPrint(b *strings.Builder, v Value, depth int) {
+	ev.enter()
+	ev.replPrintLevel(b, v, depth)
+	ev.leave()
+}
+
+func (ev *Evaluator) replPrintLevel(b *strings.Builder, v Value, depth int) {
 	v, err := ev.tryForce(v)
 	if err != nil {
 		b.WriteString("«error: " + err.Msg + "»")

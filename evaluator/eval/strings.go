@@ -145,7 +145,9 @@ func (ev *Evaluator) coerceToString(pos syntax.Pos, v Value, ctx *ctxBuilder, co
 			var b strings.Builder
 			l := v.list()
 			for i, e := range l {
+				ev.enter()
 				b.WriteString(ev.coerceToString(pos, e, ctx, coerceMore, copyToStore, true))
+				ev.leave()
 				if i < len(l)-1 {
 					e = ev.force(e)
 					if e.k != kList || e.n != 0 {

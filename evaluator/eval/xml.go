@@ -109,6 +109,12 @@ func (ev *Evaluator) xmlAttrs(x *xmlWriter, v Value, strict, location bool, ctx 
 }
 
 func (ev *Evaluator) xmlValue(x *xmlWriter, v Value, strict, location bool, ctx *ctxBuilder, drvsSeen map[string]bool, pos syntax.Pos) {
+	ev.enter()
+	ev.xmlValueLevel(x, v, strict, location, ctx, drvsSeen, pos)
+	ev.leave()
+}
+
+func (ev *Evaluator) xmlValueLevel(x *xmlWriter, v Value, strict, location bool, ctx *ctxBuilder, drvsSeen map[string]bool, pos syntax.Pos) {
 	if strict {
 		v = ev.force(v)
 	} else if v.k == kThunk && v.thunk().code == nil {
