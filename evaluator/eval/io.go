@@ -9,6 +9,7 @@ import (
 
 	"github.com/castor-nix/castor/evaluator/evalio"
 	"github.com/castor-nix/castor/evaluator/syntax"
+	"github.com/castor-nix/castor/store/nixpath"
 )
 
 // searchPathEntry is one element of the Nix search path.
@@ -355,6 +356,13 @@ func init() {
 // addPath is filterSource and builtins.path.
 func (ev *Evaluator) addPath(pos syntax.Pos, path, name string, filter Value, recursive bool, sha string) Value {
 	req := evalio.AddPathRequest{Path: path, Name: name, Recursive: recursive}
+	if sha != "" {
+		h, err := nixpath.ParseHash(sha, "sha256")
+		if err != nil {
+			ev.throw(ErrEval, pos, "invalid hash '%s': %v", sha, err)
+		}
+		req.ExpectedSHA256 = h.Digest()
+	}
 	if filter.k != kInvalid {
 		req.Filter = func(p string, t evalio.FileType) bool {
 			r := ev.call2(filter, Str(p), Str(t.String()), pos)
@@ -367,8 +375,10 @@ func (ev *Evaluator) addPath(pos syntax.Pos, path, name string, filter Value, re
 		if errors.As(err, &e) {
 			panic(e)
 		}
+		if errors.Is(err, evalio.ErrHashMismatch) {
+			ev.throw(ErrEval, pos, "store path mismatch in (possibly filtered) path added from '%s'", path)
+		}
 		ev.ioError(pos, err, "adding '%s' to the store", path)
 	}
-	_ = sha
 	return StrCtx(sp, Context{sp})
 }

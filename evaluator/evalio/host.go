@@ -1,6 +1,7 @@
 package evalio
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -138,6 +139,9 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 			return "", err
 		}
 		copy(sum[:], hw.Sum(nil))
+		if err := checkHash(req, sum); err != nil {
+			return "", err
+		}
 		sp, err := nixpath.MakeSourcePath(sum, req.Name, nil, false)
 		if err != nil {
 			return "", fmt.Errorf("adding %s: %w", req.Path, err)
@@ -152,6 +156,9 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 		return "", err
 	}
 	sum = sha256.Sum256(data)
+	if err := checkHash(req, sum); err != nil {
+		return "", err
+	}
 	sp, err := nixpath.MakeFixedOutputPath(nixpath.Flat, nixpath.SHA256Hash(sum), req.Name, nil, false)
 	if err != nil {
 		return "", fmt.Errorf("adding %s: %w", req.Path, err)
@@ -160,6 +167,14 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 	h.sources[sp.Absolute()] = src
 	h.mu.Unlock()
 	return sp.Absolute(), nil
+}
+
+func checkHash(req AddPathRequest, sum [sha256.Size]byte) error {
+	if req.ExpectedSHA256 != nil && !bytes.Equal(req.ExpectedSHA256, sum[:]) {
+		return fmt.Errorf("store path mismatch in (possibly filtered) path added from '%s': expected sha256 %x, got %x: %w",
+			req.Path, req.ExpectedSHA256, sum, ErrHashMismatch)
+	}
+	return nil
 }
 
 // AddText implements Store.

@@ -57,6 +57,10 @@ type AddPathRequest struct {
 	Recursive bool
 	// Filter, if non-nil, selects the entries to include.
 	Filter Filter
+	// ExpectedSHA256, if non-nil, is the SHA-256 the contents must have
+	// (of the NAR when Recursive, of the file otherwise); a mismatch is
+	// an error wrapping ErrHashMismatch and adds nothing.
+	ExpectedSHA256 []byte
 }
 
 // Errors a Store returns, wrapped with details.
@@ -66,6 +70,8 @@ var (
 	ErrNotExist = errors.New("path does not exist")
 	// ErrUnsupported: the Store cannot do this (for Host: building).
 	ErrUnsupported = errors.New("not supported by this store")
+	// ErrHashMismatch: the contents do not have the expected hash.
+	ErrHashMismatch = errors.New("hash mismatch")
 )
 
 // Store is everything the evaluator needs from files and the Nix store.

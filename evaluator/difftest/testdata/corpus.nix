@@ -155,3 +155,6 @@ builtins.split "(a)(b)?" "abab a"
 builtins.match "" ""
 builtins.match "a|" ""
 [ (builtins.match "a.c" "a\nc") (builtins.match "[a-]+" "a-a") (builtins.match "[]x]+" "]x") ]
+builtins.path { path = ./../../testdata/lang; filter = path: _: baseNameOf path == "data"; recursive = true; sha256 = "1yhm3gwvg5a41yylymgblsclk95fs6jy72w0wv925mmidlhcq4sw"; name = "output"; }
+builtins.path { path = ./../../testdata/lang; filter = path: _: baseNameOf path == "data"; recursive = true; sha256 = "0yhm3gwvg5a41yylymgblsclk95fs6jy72w0wv925mmidlhcq4sw"; name = "output"; }
+builtins.path { path = ./corpus.nix; recursive = false; }
