@@ -2,8 +2,6 @@ package eval
 
 import (
 	"sort"
-	"strings"
-	"unsafe"
 
 	"github.com/castor-nix/castor/evaluator/syntax"
 )
@@ -65,7 +63,6 @@ func (ev *Evaluator) initBuiltins(nixVersion string, langVersion int64) {
 	add("nixPath", false, listValue(np))
 
 	// builtins refers to itself.
-	bidx := len(battrs)
 	battrs = append(battrs, Attr{Name: ev.intern("builtins")})
 	names = append(names, "builtins")
 	vals = append(vals, Value{})
@@ -76,7 +73,6 @@ func (ev *Evaluator) initBuiltins(nixVersion string, langVersion int64) {
 			battrs[i].Val = bv
 		}
 	}
-	_ = bidx
 	vals[len(vals)-1] = bv
 	ev.builtins = bv
 
@@ -411,6 +407,3 @@ func (ev *Evaluator) floatToInt(f float64, ceil bool, pos syntax.Pos) Value {
 // unwindTo pops frames above mark without building a trace (the error is
 // being discarded).
 func (ev *Evaluator) unwindTo(mark int) { ev.unwind(nil, mark) }
-
-var _ = strings.Compare
-var _ = unsafe.Pointer(nil)

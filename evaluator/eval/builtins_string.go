@@ -277,10 +277,7 @@ func init() {
 		s := ev.coerceToString(pos, a, &ctx, false, true, true)
 		var out []string
 		for _, e := range ctx.result() {
-			if strings.HasPrefix(e, "=") {
-				e = e[1:]
-			}
-			out = append(out, e)
+			out = append(out, strings.TrimPrefix(e, "="))
 		}
 		return StrCtx(s, newContext(out...))
 	})

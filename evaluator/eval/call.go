@@ -166,22 +166,6 @@ func (l *lambdaCode) hasFormal(name Sym) bool {
 	return false
 }
 
-// applyCode is the suspended application f x that builtins such as map
-// and genList put in their results.
-type applyCode struct {
-	f, x Value
-	pos  syntax.Pos
-}
-
-func (c *applyCode) eval(ev *Evaluator, _ *Env) Value {
-	return ev.call(ev.force(c.f), c.x, syntax.NoPos)
-}
-
-// lazyApply returns the thunk of f x.
-func (ev *Evaluator) lazyApply(f, x Value, pos syntax.Pos) Value {
-	return thunkValue(&Thunk{code: &applyCode{f: f, x: x, pos: pos}})
-}
-
 // stackOverflow reports exhaustion of the evaluator's depth budget, which
 // is sized so that the Go stack never overflows (Go cannot recover from
 // that).

@@ -46,8 +46,7 @@ func (c Context) union(d Context) Context {
 
 // ctxBuilder accumulates contexts cheaply: most strings have none.
 type ctxBuilder struct {
-	ctx   Context
-	multi bool
+	ctx Context
 }
 
 func (b *ctxBuilder) add(c Context) {

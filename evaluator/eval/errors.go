@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/castor-nix/castor/evaluator/syntax"
@@ -178,8 +177,6 @@ func (ev *Evaluator) throw(kind error, pos syntax.Pos, format string, args ...an
 func (ev *Evaluator) typeError(pos syntax.Pos, v Value, want string) {
 	ev.throw(ErrType, pos, "value is %s while %s was expected", showType(v), want)
 }
-
-func quoteNix(s string) string { return strconv.Quote(s) }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 

@@ -14,8 +14,6 @@ import (
 // without error (force it first with Force).
 func (ev *Evaluator) ReplString(v Value, maxDepth int) string {
 	var b strings.Builder
-	seen := map[*Attr]bool{}
-	_ = seen
 	ev.replPrint(&b, v, maxDepth)
 	return b.String()
 }

@@ -1,7 +1,6 @@
 package eval
 
 import (
-	"math"
 	"sort"
 	"time"
 
@@ -66,5 +65,3 @@ func (ev *Evaluator) tomlValue(x any, pos syntax.Pos) Value {
 	ev.throw(ErrEval, pos, "while parsing a TOML string: unsupported value")
 	return Value{}
 }
-
-var _ = math.NaN

@@ -3,7 +3,6 @@ package eval
 import (
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/castor-nix/castor/evaluator/syntax"
 )
@@ -231,5 +230,3 @@ func (ev *Evaluator) isDerivation(v Value) bool {
 	t := ev.force(a.Val)
 	return t.k == kString && t.str() == "derivation"
 }
-
-var _ = strings.Builder{}
