@@ -242,3 +242,28 @@ func TestOutputModes(t *testing.T) {
 		}
 	}
 }
+
+// TestLangFailMessages checks that Nix's eval-fail language tests fail for
+// the same reason in castor: the first line of the error must match.
+func TestLangFailMessages(t *testing.T) {
+	nix := newNix(t)
+	dir, _ := filepath.Abs("../testdata")
+	files, _ := filepath.Glob(filepath.Join(dir, "lang", "eval-fail-*.nix"))
+	if len(files) == 0 {
+		t.Fatal("no eval-fail tests")
+	}
+	for _, f := range files {
+		cmd := exec.Command(nix.Bin, "--eval", "--strict", "--readonly-mode", f)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "NIX_REMOTE=dummy://", "NIX_PATH=lang/dir3:lang/dir4", "TEST_VAR=foo")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("%s: nix succeeded", f)
+		}
+		want := firstErrorLine(string(out))
+		got := firstErrorLine(castorFileError(context.Background(), f, false))
+		if got != want {
+			t.Errorf("%s:\n castor: %s\n    nix: %s", filepath.Base(f), got, want)
+		}
+	}
+}

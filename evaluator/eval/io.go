@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"unsafe"
 
 	"github.com/castor-nix/castor/evaluator/evalio"
@@ -33,7 +34,13 @@ func (ev *Evaluator) ioError(pos syntax.Pos, err error, format string, args ...a
 		msg = sprintf(format, args...)
 	}
 	var pe *fs.PathError
+	var errno syscall.Errno
 	switch {
+	case errors.As(err, &errno):
+		// C's strerror, as Nix prints it: Go's texts are the same but
+		// start in lower case.
+		s := errno.Error()
+		e.Msg = msg + ": " + strings.ToUpper(s[:1]) + s[1:]
 	case errors.As(err, &pe):
 		e.Msg = msg + ": " + pe.Err.Error()
 	default:
