@@ -2,12 +2,14 @@ package fs
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -136,18 +138,29 @@ func (s *Server) Mountpoint() string { return s.mountpoint }
 func (s *Server) Wait() { s.srv.Wait() }
 
 // Unmount unmounts and waits for the server to stop. When files are still
-// in use (EBUSY), it detaches the mount lazily instead: it disappears from
-// the namespace now and from the kernel when the last user lets go, but
-// this server no longer answers, so those users get errors.
+// in use (EBUSY), it detaches the mount lazily instead: the mount leaves
+// the namespace at once, and this server goes on answering for the files
+// still open until the last is closed, and only then returns. (Killing
+// the process instead cuts those users off: their calls fail with
+// ENOTCONN.)
 func (s *Server) Unmount() error {
 	err := s.srv.Unmount()
 	if err == nil {
 		return nil
 	}
-	s.log.Warn("mount busy, detaching it lazily; processes still using it will get errors (see `fuser -vm "+s.mountpoint+"`)",
+	s.log.Warn("mount busy: detaching it lazily and serving the files still open until they are closed (`fuser -vm "+s.mountpoint+"` lists their processes)",
 		"mountpoint", s.mountpoint, "err", err)
-	if derr := syscall.Unmount(s.mountpoint, syscall.MNT_DETACH); derr != nil {
-		return fmt.Errorf("%w: unmount %s: %v (lazy unmount: %v); try `fusermount3 -uz %s`", ErrMountpointBusy, s.mountpoint, err, derr, s.mountpoint)
+	derr := syscall.Unmount(s.mountpoint, syscall.MNT_DETACH)
+	if derr != nil {
+		// Not root: fusermount3 may detach for us.
+		if out, ferr := exec.Command("fusermount3", "-u", "-z", s.mountpoint).CombinedOutput(); ferr == nil {
+			derr = nil
+		} else {
+			derr = fmt.Errorf("%v; fusermount3 -uz: %v %s", derr, ferr, bytes.TrimSpace(out))
+		}
+	}
+	if derr != nil {
+		return fmt.Errorf("%w: unmount %s: %v (lazy unmount: %v)", ErrMountpointBusy, s.mountpoint, err, derr)
 	}
 	s.srv.Wait()
 	return nil
