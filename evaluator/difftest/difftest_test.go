@@ -243,16 +243,18 @@ func TestOutputModes(t *testing.T) {
 	}
 }
 
-// TestLangFailMessages checks that Nix's eval-fail language tests fail for
-// the same reason in castor: the first line of the error must match.
+// TestLangFailMessages checks that Nix's eval-fail and parse-fail language
+// tests fail for the same reason in castor: the first line of the error
+// must match (for syntax errors, without bison's "expecting" list).
 func TestLangFailMessages(t *testing.T) {
 	nix := newNix(t)
 	dir, _ := filepath.Abs("../testdata")
 	files, _ := filepath.Glob(filepath.Join(dir, "lang", "eval-fail-*.nix"))
-	if len(files) == 0 {
-		t.Fatal("no eval-fail tests")
+	parseFails, _ := filepath.Glob(filepath.Join(dir, "lang", "parse-fail-*.nix"))
+	if len(files) == 0 || len(parseFails) == 0 {
+		t.Fatal("no eval-fail or parse-fail tests")
 	}
-	for _, f := range files {
+	for _, f := range append(files, parseFails...) {
 		cmd := exec.Command(nix.Bin, "--eval", "--strict", "--readonly-mode", f)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "NIX_REMOTE=dummy://", "NIX_PATH=lang/dir3:lang/dir4", "TEST_VAR=foo")

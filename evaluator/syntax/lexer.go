@@ -70,7 +70,7 @@ type token struct {
 func (t token) describe() string {
 	if t.kind == tChar {
 		if t.ch >= 0x80 || t.ch < 0x20 {
-			return "$undefined"
+			return "invalid token"
 		}
 		return "'" + string(t.ch) + "'"
 	}

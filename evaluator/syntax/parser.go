@@ -868,7 +868,8 @@ func (p *parser) addAttr(a *Attrs, path []AttrName, e Node, pos Pos) {
 		if ok1 && ok2 && !old.Inherited {
 			for _, ad := range ae.Defs {
 				if j2 := jAttrs.Lookup(ad.Name); j2 != nil {
-					p.dupAttr(ad.Name, ad.P, j2.P)
+					// Nix reports this one at the earlier definition.
+					p.dupAttr(ad.Name, j2.P, ad.P)
 				}
 				jAttrs.add(ad)
 			}
