@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -164,6 +165,17 @@ func (ev *Evaluator) coerceToString(pos syntax.Pos, v Value, ctx *ctxBuilder, co
 
 // formatFloatFixed is C++'s std::to_string(double): "%f".
 func formatFloatFixed(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f):
+		if math.Signbit(f) {
+			return "-nan"
+		}
+		return "nan"
+	}
 	return strconv.FormatFloat(f, 'f', 6, 64)
 }
 

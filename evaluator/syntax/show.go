@@ -1,6 +1,7 @@
 package syntax
 
 import (
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,9 @@ func FormatFloat(f float64) string {
 	case "-Inf":
 		return "-inf"
 	case "NaN":
+		if math.Signbit(f) {
+			return "-nan"
+		}
 		return "nan"
 	}
 	// Go writes exponents with at least two digits, like C.

@@ -158,3 +158,5 @@ builtins.match "a|" ""
 builtins.path { path = ./../../testdata/lang; filter = path: _: baseNameOf path == "data"; recursive = true; sha256 = "1yhm3gwvg5a41yylymgblsclk95fs6jy72w0wv925mmidlhcq4sw"; name = "output"; }
 builtins.path { path = ./../../testdata/lang; filter = path: _: baseNameOf path == "data"; recursive = true; sha256 = "0yhm3gwvg5a41yylymgblsclk95fs6jy72w0wv925mmidlhcq4sw"; name = "output"; }
 builtins.path { path = ./corpus.nix; recursive = false; }
+toString [ (1.0e308 * 10) (-1.0e308 * 10) (1.0e308 * 10 - 1.0e308 * 10) ]
+[ (1.0e308 * 10) (0.0 - 1.0e308 * 10) (1.0e308 * 10 - 1.0e308 * 10) ]
