@@ -35,10 +35,12 @@
 // Power loss or an OS crash is another matter: the file system may lose
 // data written in the last seconds although the renames survived (ext4
 // leaves such new files empty). By default (SyncNone) nothing is synced,
-// like Nix, which does not sync store contents: syncing costs a disk
-// flush, and on this project's test machines flushing 1 GiB takes about
-// 3.7 s, four times as long as adding it, while a 4 KiB blob committed with
-// SyncCommit takes twice as long as without (see BenchmarkWriteSmall and
+// as Nix does not sync store contents: a sync per commit is a disk flush
+// per blob, milliseconds on real disks, and adding a tree commits
+// thousands of blobs. (The project's test VMs cannot tell the cost: their
+// virtual disk absorbs flushes unevenly; flushing 1 GiB took 0.6-3.7 s,
+// and a 4 KiB blob took 0.15-1.4 ms to commit without SyncCommit, 0.3-0.7
+// ms with it; see BenchmarkWriteSmall and
 // BenchmarkWriteSyncCommit). Instead, damage is made harmless and
 // repairable: chunks are verified on every read, a damaged one is moved to
 // corrupt/ and logged, writers replace chunk files too short to be a zstd
