@@ -49,7 +49,12 @@ func readCorpus(t *testing.T) []corpusEntry {
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
-		e := corpusEntry{line: n, expr: l}
+		start := n
+		for strings.HasSuffix(l, " \\") && sc.Scan() {
+			n++
+			l = strings.TrimSuffix(l, " \\") + "\n" + sc.Text()
+		}
+		e := corpusEntry{line: start, expr: l}
 		if strings.HasPrefix(l, "!") {
 			e.anyMsg, e.expr = true, strings.TrimSpace(l[1:])
 		}

@@ -2,6 +2,7 @@ package syntax
 
 import (
 	"strconv"
+	"strings"
 )
 
 type tokKind uint8
@@ -69,7 +70,8 @@ type token struct {
 
 func (t token) describe() string {
 	if t.kind == tChar {
-		if t.ch >= 0x80 || t.ch < 0x20 {
+		// Characters the grammar does not use are not tokens to bison.
+		if strings.IndexByte(":;,.(){}[]=?@!<>+-*/\"", t.ch) < 0 || t.ch == 0 {
 			return "invalid token"
 		}
 		return "'" + string(t.ch) + "'"

@@ -1,4 +1,5 @@
-# Hand-written differential corpus: one expression per line, compared with
+# Hand-written differential corpus: one expression per line (a line ending
+# in " \" continues on the next one), compared with
 # nix-instantiate --eval --strict (Nix 2.8). "!" = must fail, any message.
 # Syntax errors are compared without bison's ", expecting ..." list.
 # Known, deliberate divergences are not listed here: integer overflow
@@ -160,3 +161,65 @@ builtins.path { path = ./../../testdata/lang; filter = path: _: baseNameOf path 
 builtins.path { path = ./corpus.nix; recursive = false; }
 toString [ (1.0e308 * 10) (-1.0e308 * 10) (1.0e308 * 10 - 1.0e308 * 10) ]
 [ (1.0e308 * 10) (0.0 - 1.0e308 * 10) (1.0e308 * 10 - 1.0e308 * 10) ]
+# Lexer corners
+[ 1. .5 01 0.5e2 1.5E-1 ]
+[ http://example.org/a?b=c&d x:y ftp://x ]
+let a-b = 1; a' = 2; _c = 3; in a-b + a' + _c
+let or = 5; in { or = 1; }.or + or
+let f = x: x; or = 2; in f or
+''${"a"}''${"b"}''
+''  a'''b ''$ x ''\n''\t y''
+'' \
+  $${x} \
+   '${"q"}' \
+''
+"\$${"x"}"
+"a \
+b"
+"${"a"}${""}${"b"}"
+# Attribute sets
+let x = { a = 1; b = 2; }; in { inherit (x) a b; c = 3; }
+let a = 1; in rec { inherit a; b = a; }
+{ a = { b = 1; }; a.c = 2; }.a
+{ ${"a" + "b"} = 1; ${null} = 2; }
+!{ ${"a"} = 1; ${"a"} = 2; }
+({ a, ... }@args: args) { a = 1; b = 2; }
+(args@{ a, ... }: args.b) { a = 1; b = 2; }
+let s = { a = 1; }; in s.${"a"}
+{ a = 1; }.${"b"} or "default"
+({ a = { b = null; }; }).a.b.c or "deep default"
+!{ a = 1; }.a.b
+# Functions and calls
+let compose = f: g: x: f (g x); in compose (x: x * 2) (x: x + 1) 5
+let apply = f: f 1 2 3; in apply (a: b: c: a + b + c)
+builtins.foldl' (f: x: f x) (a: b: c: [ a b c ]) [ 1 2 3 ]
+!let f = { a }: a; in f 1
+!(1 2)
+!"s" 1
+# Type errors from builtins
+!builtins.length "x"
+!builtins.attrNames [ ]
+!builtins.head 1
+!builtins.substring "a" 1 "b"
+!builtins.concatStringsSep 1 [ ]
+!builtins.elem 1 {}
+!builtins.map 1 [ 1 ]
+!builtins.genList 1 (-1)
+!builtins.sort builtins.lessThan [ 1 "a" ]
+!builtins.listToAttrs [ { value = 1; } ]
+!builtins.toJSON builtins.add
+!builtins.fromJSON "{"
+!builtins.fromJSON "[1,]"
+!builtins.fromTOML "a = "
+!builtins.fromTOML "a = 1979-05-27"
+!builtins.hashString "sha3" "x"
+!builtins.getAttr "x" { }
+!builtins.replaceStrings [ "a" ] [ ] "abc"
+!builtins.tail [ ]
+!builtins.elemAt [ ] 0
+!builtins.seq (throw "in seq") 1
+!builtins.toPath "relative"
+!builtins.storePath /tmp
+!builtins.readFile ./nonexistent-file
+!builtins.readDir ./nonexistent-dir
+!import ./nonexistent.nix
