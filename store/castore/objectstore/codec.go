@@ -121,7 +121,7 @@ func newCodec(level zstd.EncoderLevel) (*codec, error) {
 
 // encode appends the chunk file contents for data to dst. With compress
 // false, or when compression saves less than 1/32 of the size, it stores
-// data raw: raw chunks are read without decompression (readRawChunk).
+// data raw: raw chunks are read without decompression (readChunkFile).
 func (c *codec) encode(dst, data []byte, compress bool) []byte {
 	if compress {
 		enc := c.encoders.Get().(*zstd.Encoder)
