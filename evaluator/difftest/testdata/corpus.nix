@@ -223,3 +223,8 @@ builtins.foldl' (f: x: f x) (a: b: c: [ a b c ]) [ 1 2 3 ]
 !builtins.readFile ./nonexistent-file
 !builtins.readDir ./nonexistent-dir
 !import ./nonexistent.nix
+# Path interpolation
+let foo = "foo"; in [ ./${foo} ./a-${foo}-b /${foo} ./${foo + "/bar"} ./bar/${foo} /${foo}/${"bar"} ~/${foo} ]
+[ ./a/b/../c (./a + "/../b") (/. + "x") ~/x ]
+builtins.typeOf ./${"x"}
+./a/${./b}
