@@ -178,3 +178,16 @@ func TestDeepValues(t *testing.T) {
 	// A deep but finite value is fine.
 	mustEval(t, `builtins.stringLength (builtins.toJSON (builtins.foldl' (acc: x: [ acc ]) [ ] (builtins.genList (x: x) 10000)))`, `20002`)
 }
+
+// TestModernBuiltins covers builtins added after Nix 2.8 (checked against
+// `nix hash to-base32`/`to-sri` of Nix 2.8 for convertHash).
+func TestModernBuiltins(t *testing.T) {
+	mustEval(t, `builtins.convertHash { hash = "sha256-LCa0a2j/xo/5m0U8HTBBNBNCLXBkg7+g+YpeiGJm564="; toHashFormat = "nix32"; }`, `"1bp7cri8hplaz6hbz0v4f0nl44rl84q1sg25kgwqzipzd1mv89ic"`)
+	mustEval(t, `builtins.convertHash { hash = "1bp7cri8hplaz6hbz0v4f0nl44rl84q1sg25kgwqzipzd1mv89ic"; hashAlgo = "sha256"; toHashFormat = "base16"; }`, `"2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"`)
+	mustEval(t, `[ (builtins.break 1) (builtins.traceVerbose "x" 2) ]`, `[ 1 2 ]`)
+	var warn bytes.Buffer
+	ev := New(context.Background(), Options{TraceOutput: &warn})
+	if got, err := evalString(t, ev, `builtins.warn "careful" 3`); err != nil || got != "3" || warn.String() != "evaluation warning: careful\n" {
+		t.Fatalf("warn: %q %v %q", got, err, warn.String())
+	}
+}
