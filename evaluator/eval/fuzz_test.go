@@ -3,7 +3,10 @@ package eval
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
+	"time"
 )
 
 // guard runs f and turns a panic that is not an evaluation *Error into a
@@ -64,6 +67,49 @@ func FuzzRegex(f *testing.F) {
 			if m[0] < 0 || m[1] > len(s) || m[0] > m[1] {
 				t.Fatalf("bad match %v in %q", m, s)
 			}
+		}
+	})
+}
+
+// FuzzEval evaluates arbitrary source text: whatever happens must be an
+// evaluation error, never a Go panic (an internal error) or a crash.
+// Inputs that could ask for unbounded time or memory (huge numbers,
+// genList, long inputs) are skipped.
+func FuzzEval(f *testing.F) {
+	for _, s := range []string{
+		"let x = 1; in x + 1", "rec { a = b; b = 1; }", "with { a = 1; }; a", "({ a, ... }@x: x) { a = 1; }",
+		"builtins.sort (a: b: a < b) [ 3 1 2 ]", "\"${toString 1.5}\"", "builtins.tryEval (throw \"x\")",
+		"builtins.match \"(a*)b\" \"aab\"", "builtins.fromJSON \"[1, {\\\"a\\\": null}]\"", "let f = x: f x; in f 1",
+		"{ a.b = 1; a.c = 2; }", "builtins.toXML { a = x: x; }", "''\n  a ${\"b\"}\n''", "[ 1 ] ++ [ 2 ] == [ 1 2 ]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		if len(src) > 300 || strings.Contains(src, "genList") || strings.Contains(src, "replicate") || strings.Contains(src, "import") || strings.Contains(src, "readFile") || strings.Contains(src, "readDir") || strings.Contains(src, "<") {
+			return
+		}
+		digits := 0
+		for i := 0; i < len(src); i++ {
+			if src[i] >= '0' && src[i] <= '9' {
+				if digits++; digits > 4 {
+					return
+				}
+			} else {
+				digits = 0
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ev := New(ctx, Options{MaxDepth: 20000, TraceOutput: io.Discard})
+		e, err := ev.ParseString(src, "«fuzz»", "/nonexistent", Scope{})
+		if err == nil {
+			var v Value
+			if v, err = ev.Eval(e); err == nil {
+				err = ev.Print(io.Discard, v, PrintOptions{Strict: true})
+			}
+		}
+		if errors.Is(err, ErrInternal) {
+			t.Fatalf("%q: %v", src, err)
 		}
 	})
 }
