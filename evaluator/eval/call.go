@@ -76,9 +76,9 @@ func (ev *Evaluator) callCurried2(cl *Closure, a, b Value, pos syntax.Pos) Value
 	var v Value
 	if inner, ok := lam.body.(*lambdaCode); ok {
 		env2 := ev.bindArgs(inner, env, b, pos)
-		ev.pushCall(inner, pos)
+		ev.frames[len(ev.frames)-1].p = unsafe.Pointer(inner)
 		v = inner.body.eval(ev, env2)
-		ev.frames = ev.frames[:len(ev.frames)-2]
+		ev.frames = ev.frames[:len(ev.frames)-1]
 		if inner.poolable && lam.noDefaults {
 			ev.putEnv(env2)
 			ev.putEnv(env)

@@ -388,7 +388,13 @@ func (c *callCode) eval(ev *Evaluator, env *Env) Value {
 				pool = false
 			}
 			pool = pool && lam.noDefaults
-			ev.pushCall(lam, c.pos)
+			// One frame for the whole chain, naming the innermost lambda:
+			// as in Nix, the outer calls have returned by then.
+			if len(ev.frames) > mark {
+				ev.frames[mark].p = unsafe.Pointer(lam)
+			} else {
+				ev.pushCall(lam, c.pos)
+			}
 			if inner, ok := lam.body.(*lambdaCode); ok && i < len(c.args) {
 				lam, up = inner, e
 				continue

@@ -81,6 +81,13 @@ func TestDeepRecursion(t *testing.T) {
 	EnsureStack()
 	mustEval(t, `let f = n: if n == 0 then 0 else 1 + f (n - 1); in f 100000`, `100000`)
 	mustEval(t, `builtins.foldl' (a: b: a + b) 0 (builtins.genList (x: x) 1000000)`, `499999500000`)
+	// nixpkgs-style foldr (non-tail, curried) over 10^5 elements, and a
+	// lazy left fold that builds a 10^5-deep chain of thunks.
+	mustEval(t, `let foldr = f: z: l: if l == [] then z else f (builtins.head l) (foldr f z (builtins.tail l));
+		in foldr (a: b: a + b) 0 (builtins.genList (x: x) 100000)`, `4999950000`)
+	mustEval(t, `let foldl = op: nul: list: let len = builtins.length list;
+		  go = n: if n == -1 then nul else op (go (n - 1)) (builtins.elemAt list n); in go (len - 1);
+		in foldl (a: b: a + b) 0 (builtins.genList (x: x) 100000)`, `4999950000`)
 	ev := New(context.Background(), Options{MaxDepth: 5000})
 	_, err := evalString(t, ev, `let f = n: 1 + f (n + 1); in f 0`)
 	if !errors.Is(err, ErrStackOverflow) {
