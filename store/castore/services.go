@@ -118,3 +118,11 @@ type DirectoryService interface {
 	DirectoryGetter
 	DirectoryIngester
 }
+
+// Syncer is implemented by blob stores whose committed blobs may not yet
+// survive a power loss (the chunked local store writes without syncing).
+// Sync makes everything committed so far durable; callers call it before
+// they record elsewhere that blobs exist, once per batch.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}

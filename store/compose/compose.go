@@ -119,6 +119,7 @@ func Open(cfg Config) (*Services, error) {
 		s.Close()
 		return nil, err
 	}
+	s.PathInfos = withBlobSync(s.PathInfos, s.Blobs)
 	if len(cfg.Substituters) > 0 {
 		far := make([]pathinfo.Getter, len(cfg.Substituters))
 		for i, u := range cfg.Substituters {
