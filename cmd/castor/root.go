@@ -53,6 +53,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return ee.code
 	}
+	// Commands that report their own errors in their own form (the
+	// evaluator prints Nix-style errors) return one with an exit code.
+	var reported interface{ ExitCode() int }
+	if errors.As(err, &reported) {
+		return reported.ExitCode()
+	}
 	fmt.Fprintf(stderr, "castor: %v\n", err)
 	return 1
 }
@@ -86,6 +92,7 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 	root.AddCommand(newStoreCommand(g))
 	root.AddCommand(newMountCommand(g))
 	root.AddCommand(newVirtiofsCommand(g))
+	root.AddCommand(newVMCommand(g))
 	root.AddCommand(realisecmd.NewRealiseCommand(g.builderStore), realisecmd.NewLogCommand(g.builderStore))
 	root.AddCommand(evalcli.NewEvalCommand())
 	root.AddCommand(evalcli.NewReplCommand())
