@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 )
@@ -87,7 +88,34 @@ func BuildAgent(ctx context.Context, cacheDir string) (string, error) {
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return "", err
 	}
+	pruneAgents(cacheDir, keepAgents)
 	return out, nil
+}
+
+// keepAgents is how many built agents the cache keeps (one per castor
+// binary that ran; the oldest go).
+const keepAgents = 4
+
+// pruneAgents removes all but the keep most recently built agents.
+func pruneAgents(cacheDir string, keep int) {
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir, "agent-*"))
+	type aged struct {
+		dir string
+		t   int64
+	}
+	var all []aged
+	for _, d := range dirs {
+		if fi, err := os.Stat(filepath.Join(d, "castor-agent")); err == nil {
+			all = append(all, aged{d, fi.ModTime().UnixNano()})
+		}
+	}
+	if len(all) <= keep {
+		return
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].t > all[j].t })
+	for _, a := range all[keep:] {
+		os.RemoveAll(a.dir)
+	}
 }
 
 func isFile(p string) bool {

@@ -87,7 +87,7 @@ func (g *guest) run() error {
 		return err
 	}
 	t0 := time.Now()
-	if err := loadModules(ModuleList); err != nil {
+	if err := loadModules(ModuleList, skippedModules()); err != nil {
 		return err
 	}
 	tMods := time.Since(t0)
@@ -179,9 +179,28 @@ func earlyMounts() error {
 	return nil
 }
 
-// loadModules loads the modules listed in path, in order; one already
-// loaded (or built in) is fine.
-func loadModules(path string) error {
+// SkipModulesParam is the kernel command-line parameter listing modules
+// the agent need not load ("castor.skipmod=virtio_pci,virtio_net"): the
+// host knows which buses and devices the VM has, and every module loaded
+// under TCG costs tens of milliseconds.
+const SkipModulesParam = "castor.skipmod"
+
+func skippedModules() map[string]bool {
+	b, _ := os.ReadFile("/proc/cmdline")
+	skip := map[string]bool{}
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, SkipModulesParam+"="); ok {
+			for _, m := range strings.Split(v, ",") {
+				skip[strings.ReplaceAll(m, "-", "_")] = true
+			}
+		}
+	}
+	return skip
+}
+
+// loadModules loads the modules listed in path, in order, except those in
+// skip; one already loaded (or built in) is fine.
+func loadModules(path string, skip map[string]bool) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -190,6 +209,9 @@ func loadModules(path string) error {
 		return err
 	}
 	for _, m := range strings.Fields(string(b)) {
+		if skip[strings.TrimSuffix(filepath.Base(m), ".ko")] {
+			continue
+		}
 		fd, err := unix.Open(m, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", m, err)
@@ -377,8 +399,20 @@ func (g *guest) runCommand(r *Run) Exit {
 	if dir == "" {
 		dir = "/"
 	}
+	prog := r.Command[0]
+	if !strings.Contains(prog, "/") {
+		found, err := lookPath(prog, r.Env, r.Chroot)
+		if err != nil {
+			outR.Close()
+			errR.Close()
+			outW.Close()
+			errW.Close()
+			return Exit{Code: 127, Error: err.Error()}
+		}
+		prog = found
+	}
 	g.reap.forget()
-	p, err := os.StartProcess(r.Command[0], append([]string{argv0}, r.Command[1:]...), &os.ProcAttr{
+	p, err := os.StartProcess(prog, append([]string{argv0}, r.Command[1:]...), &os.ProcAttr{
 		Dir:   dir,
 		Env:   r.Env,
 		Files: []*os.File{devnull, outW, errW},
@@ -412,6 +446,27 @@ func (g *guest) runCommand(r *Run) Exit {
 		return Exit{Code: -1, Signal: unix.SignalName(ws.Signal())}
 	}
 	return Exit{Code: -1, Error: fmt.Sprintf("unexpected wait status %#x", uint32(ws))}
+}
+
+// lookPath finds a program named without a slash in the PATH of env, as
+// seen from root (chroot), as a shell would.
+func lookPath(name string, env []string, root string) (string, error) {
+	path := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(filepath.Join("/", root, p)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found in PATH=%s", name, path)
 }
 
 // pump sends what the command writes to the host as it comes.

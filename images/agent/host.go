@@ -138,10 +138,19 @@ func (c *Conn) Setup(ctx context.Context, s *Setup) error {
 		return err
 	}
 	if r.Error != "" {
-		return fmt.Errorf("guest set-up: %s", r.Error)
+		return &GuestError{Op: "set-up", Msg: r.Error}
 	}
 	return nil
 }
+
+// GuestError is a failure the agent reported (a set-up step that failed,
+// a tree it could not send); the VM and the connection are fine.
+type GuestError struct {
+	Op  string
+	Msg string
+}
+
+func (e *GuestError) Error() string { return "guest " + e.Op + ": " + e.Msg }
 
 // Run runs r in the guest, copying its output to stdout and stderr as it
 // comes (from this goroutine), and returns how it ended. If ctx ends
@@ -221,7 +230,7 @@ func SendDir(ctx context.Context, conn net.Conn, path string, w io.Writer) error
 				return err
 			}
 			if r.Error != "" {
-				return fmt.Errorf("guest: %s", r.Error)
+				return &GuestError{Op: "sending " + path, Msg: r.Error}
 			}
 			return nil
 		default:

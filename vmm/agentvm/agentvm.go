@@ -87,11 +87,19 @@ func Boot(ctx context.Context, o Options) (*VM, error) {
 	}
 	v := &VM{log: log}
 	v.Timings.Image = time.Since(t0)
+	hv, err := vmm.Select(o.Hypervisor)
+	if err != nil {
+		return nil, err
+	}
+	kargs := agent.SkipModulesParam + "=" + strings.Join(skipModules(hv, o.Net), ",")
+	if o.KernelArgs != "" {
+		kargs += " " + o.KernelArgs
+	}
 	m, err := vmm.New(vmm.Config{
-		Hypervisor: o.Hypervisor,
+		Hypervisor: hv,
 		Kernel:     img.Kernel,
 		Initramfs:  img.Initramfs,
-		KernelArgs: o.KernelArgs,
+		KernelArgs: kargs,
 		CPUs:       o.CPUs,
 		MemoryMiB:  o.MemoryMiB,
 		FS:         o.FS,
@@ -153,9 +161,27 @@ func Boot(ctx context.Context, o Options) (*VM, error) {
 	v.Agent = conn
 	v.Timings.AgentReady = time.Since(t0)
 	v.Timings.GuestUptime = time.Duration(conn.Hello.Uptime)
-	log.Debug("agentvm: agent ready", "kernel", conn.Hello.Kernel, "guest_uptime", v.Timings.GuestUptime,
+	log.Debug("agentvm: agent ready", "kernel", conn.Hello.Kernel, "guest_uptime", v.Timings.GuestUptime, "guest_init_start", time.Duration(conn.Hello.InitStart),
 		"created", v.Timings.Created, "started", v.Timings.Started, "ready", v.Timings.AgentReady)
 	return v, nil
+}
+
+// skipModules lists the image's modules the guest does not need: QEMU's
+// microvm has virtio over MMIO only, Cloud Hypervisor over PCI only; the
+// console is the serial port, not virtio-console; virtio-net only matters
+// with a network.
+func skipModules(hv vmm.Hypervisor, net bool) []string {
+	skip := []string{"virtio_console"}
+	switch hv {
+	case vmm.QEMU:
+		skip = append(skip, "virtio_pci", "virtio_pci_legacy_dev", "virtio_pci_modern_dev")
+	case vmm.CloudHypervisor:
+		skip = append(skip, "virtio_mmio")
+	}
+	if !net {
+		skip = append(skip, "virtio_net", "net_failover", "failover")
+	}
+	return skip
 }
 
 // consoleTail formats the end of the console for an error message.
@@ -192,8 +218,9 @@ func (v *VM) vmErr() error {
 // agent connection says less than a kernel panic. It waits a little for
 // the VMM to exit, since the connection usually breaks first.
 func (v *VM) explain(err error) error {
-	if err == nil {
-		return nil
+	var ge *agent.GuestError
+	if err == nil || errors.As(err, &ge) {
+		return err
 	}
 	select {
 	case <-v.Machine.Exited():
