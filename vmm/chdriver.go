@@ -265,10 +265,15 @@ func chInfo(ctx context.Context, m *Machine) error {
 		if err := ch.Expect("vm.info", resp, err, http.StatusOK); err != nil {
 			return err
 		}
-		if resp.JSON200 == nil {
-			return fmt.Errorf("cloud-hypervisor API vm.info: no VM information in the answer")
+		info := resp.JSON200
+		if info == nil {
+			// Decoded only when labelled JSON; take the body as it is.
+			info = &ch.VmInfo{}
+			if err := json.Unmarshal(resp.Body, info); err != nil {
+				return fmt.Errorf("cloud-hypervisor API vm.info: undecodable answer %q: %w", resp.Body, err)
+			}
 		}
-		if st := resp.JSON200.State; st != ch.VmStateRunning && st != ch.VmStateShutdown {
+		if st := info.State; st != ch.VmStateRunning && st != ch.VmStateShutdown {
 			// Shutdown: a guest that already powered off.
 			return fmt.Errorf("cloud-hypervisor: the VM is %s after vm.boot", st)
 		}
