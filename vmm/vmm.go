@@ -323,7 +323,9 @@ func (m *Machine) Start(ctx context.Context) error {
 	return nil
 }
 
-// exitedErr returns Wait's result if the VMM has already exited.
+// exitedErr returns Wait's result if the VMM has exited or exits within
+// a moment: a control connection that broke is usually the VMM dying, and
+// its exit (reaped just after) explains more than the broken connection.
 func (m *Machine) exitedErr() error {
 	if m.proc == nil {
 		return nil
@@ -331,7 +333,7 @@ func (m *Machine) exitedErr() error {
 	select {
 	case <-m.proc.done:
 		return m.result()
-	default:
+	case <-time.After(2 * time.Second):
 		return nil
 	}
 }

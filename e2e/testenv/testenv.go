@@ -55,7 +55,9 @@ func RequireFUSE(t testing.TB) {
 	f.Close()
 }
 
-// RequireKVM skips unless /dev/kvm can be opened.
+// RequireKVM skips unless /dev/kvm can be opened and the CPU advertises
+// hardware virtualisation (vmx or svm): some VMs expose /dev/kvm without
+// nested virtualisation, and KVM guests hang there.
 func RequireKVM(t testing.TB) {
 	t.Helper()
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
@@ -63,6 +65,18 @@ func RequireKVM(t testing.TB) {
 		t.Skipf("needs /dev/kvm (hardware virtualisation), absent here: %v", err)
 	}
 	f.Close()
+	info, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(info), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "flags" {
+			for _, fl := range strings.Fields(v) {
+				if fl == "vmx" || fl == "svm" {
+					return
+				}
+			}
+			break
+		}
+	}
+	t.Skip("needs KVM: /dev/kvm opens but the CPU advertises no vmx/svm (nested virtualisation is off), so KVM guests cannot run")
 }
 
 // NixConfig is the configuration every oracle run uses: no build users, no
