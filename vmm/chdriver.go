@@ -95,6 +95,7 @@ func chVirtiofs(ctx context.Context, m *Machine) error {
 		m.Go(func(ctx context.Context) {
 			if err := virtiofs.Serve(ctx, l, newFS, opts, true); err != nil {
 				m.log.Warn("vmm: virtiofs backend", "tag", tag, "err", err)
+				m.noteBackendErr(fmt.Errorf("virtiofs %s: %w", tag, err))
 			}
 		})
 	}

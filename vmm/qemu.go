@@ -135,6 +135,7 @@ func qemuVirtiofs(ctx context.Context, m *Machine) error {
 			m.Go(func(ctx context.Context) {
 				if err := srv.ServeConn(ctx, conn.(*net.UnixConn)); err != nil {
 					m.log.Warn("vmm: virtiofs backend", "tag", fs.Tag, "err", err)
+					m.noteBackendErr(fmt.Errorf("virtiofs %s: %w", fs.Tag, err))
 				}
 			})
 		}
@@ -184,6 +185,7 @@ func qemuVsock(ctx context.Context, m *Machine) error {
 	m.Go(func(ctx context.Context) {
 		if err := srv.ServeConn(ctx, conn.(*net.UnixConn)); err != nil {
 			m.log.Warn("vmm: vsock backend", "err", err)
+			m.noteBackendErr(fmt.Errorf("vsock: %w", err))
 		}
 	})
 	m.AddArgs("-chardev", fmt.Sprintf("socket,id=vsock,fd=%d", fd),

@@ -189,6 +189,7 @@ type Machine struct {
 	exitReason string
 	stopping   bool // Stop or Kill asked for the exit
 	killed     bool
+	backendErr error // the first device backend failure
 	created    bool
 	started    bool
 	closed     bool
@@ -359,6 +360,16 @@ func (m *Machine) Exited() <-chan struct{} {
 	return m.proc.done
 }
 
+// noteBackendErr records a device backend's failure: a VMM that exits
+// because its backend hung up is explained by it.
+func (m *Machine) noteBackendErr(err error) {
+	m.mu.Lock()
+	if m.backendErr == nil {
+		m.backendErr = err
+	}
+	m.mu.Unlock()
+}
+
 func (m *Machine) setExitReason(r string) {
 	m.mu.Lock()
 	m.exitReason = r
@@ -375,10 +386,10 @@ func (m *Machine) result() error {
 		<-m.ch.events
 	}
 	m.mu.Lock()
-	reason, stopping, killed := m.exitReason, m.stopping, m.killed
+	reason, stopping, killed, berr := m.exitReason, m.stopping, m.killed, m.backendErr
 	m.mu.Unlock()
 	perr := m.proc.err
-	e := &ExitError{Hypervisor: m.hv, Reason: reason, ProcessErr: perr, Stderr: m.proc.stderr.String()}
+	e := &ExitError{Hypervisor: m.hv, Reason: reason, ProcessErr: perr, Stderr: m.proc.stderr.String(), Backend: berr}
 	if p := panicLine(m.console.Bytes()); p != "" {
 		e.Panic = p
 	}
@@ -412,6 +423,8 @@ type ExitError struct {
 	Panic string
 	// Stderr is the end of what the VMM wrote to its standard error.
 	Stderr string
+	// Backend is a device backend's failure, if one failed.
+	Backend error
 
 	kind error
 }
@@ -430,6 +443,9 @@ func (e *ExitError) Error() string {
 	}
 	if s := strings.TrimSpace(e.Stderr); s != "" {
 		fmt.Fprintf(&b, ": %s", lastLines(s, 5))
+	}
+	if e.Backend != nil {
+		fmt.Fprintf(&b, " (device backend: %v)", e.Backend)
 	}
 	return b.String()
 }

@@ -128,14 +128,14 @@ func TestQEMUKilledDuringBoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	vm, err := agentvm.Boot(ctx, agentvm.Options{Image: img, Logger: quiet, FS: []vmm.FS{{Tag: "store", NewFS: func(context.Context) (fuse.RawFileSystem, error) {
-		return castorfs.New(castorfs.Roots{}, nil, nil, castorfs.Options{Logger: quiet})
+		return fuse.NewDefaultRawFileSystem(), nil
 	}}}})
 	if err == nil {
 		vm.Close()
 		t.Skip("the guest's agent connected before QEMU could be killed")
 	}
 	pid := <-killed
-	if !errors.Is(err, vmm.ErrVMMExited) {
+	if !errors.Is(err, vmm.ErrVMMExited) || !strings.Contains(err.Error(), "signal: killed") {
 		t.Fatalf("Boot with QEMU (pid %d) killed: %v", pid, err)
 	}
 	t.Logf("reported: %v", firstLine(err.Error()))
@@ -180,4 +180,23 @@ func TestCloudHypervisorAgentVM(t *testing.T) {
 	if err := vm.Shutdown(ctx); err != nil {
 		t.Errorf("shutdown: %v", err)
 	}
+}
+
+// TestFilesystemThatFailsToOpen: castor's virtio-fs backend failing to
+// make the VM's filesystem stops QEMU at start-up; the error says which
+// backend failed and why.
+func TestFilesystemThatFailsToOpen(t *testing.T) {
+	img := agentImage(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := agentvm.Boot(ctx, agentvm.Options{Image: img, Logger: quiet, FS: []vmm.FS{{Tag: "store", NewFS: func(context.Context) (fuse.RawFileSystem, error) {
+		return nil, errors.New("the store's database is locked")
+	}}}})
+	if !errors.Is(err, vmm.ErrVMMExited) || !strings.Contains(err.Error(), "the store's database is locked") {
+		t.Fatalf("Boot: %v", err)
+	}
+	t.Logf("reported: %v", firstLine(err.Error()))
+	checkNoLeftovers(t, tmp)
 }
