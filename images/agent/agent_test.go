@@ -279,7 +279,7 @@ func TestSendDirStream(t *testing.T) {
 		name    string
 		end     Result
 		wantErr string
-	}{{"ok", Result{}, ""}, {"failed", Result{Error: "lstat /nix/store/x: no such file or directory"}, "no such file"}} {
+	}{{"ok", Result{}, ""}, {"failed", Result{Error: "lstat /nix/store/x: no such file or directory", NotExist: true}, "no such file"}} {
 		host, guest := net.Pipe()
 		go func() {
 			var req DirRequest
@@ -298,7 +298,7 @@ func TestSendDirStream(t *testing.T) {
 		if tc.wantErr == "" && (err != nil || got.String() != "nix-archive") {
 			t.Errorf("%s: %q %v", tc.name, got.String(), err)
 		}
-		if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+		if tc.wantErr != "" && (!errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}

@@ -601,6 +601,7 @@ func (g *guest) handleData(c net.Conn) {
 	res := Result{}
 	if err != nil {
 		res.Error = err.Error()
+		res.NotExist = errors.Is(err, fs.ErrNotExist)
 	}
 	writeJSON(c, msgEnd, res)
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {

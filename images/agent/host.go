@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"sync"
@@ -148,9 +149,19 @@ func (c *Conn) Setup(ctx context.Context, s *Setup) error {
 type GuestError struct {
 	Op  string
 	Msg string
+	// NotExist: the failure is a path that does not exist (errors.Is
+	// finds fs.ErrNotExist).
+	NotExist bool
 }
 
 func (e *GuestError) Error() string { return "guest " + e.Op + ": " + e.Msg }
+
+func (e *GuestError) Unwrap() error {
+	if e.NotExist {
+		return fs.ErrNotExist
+	}
+	return nil
+}
 
 // Run runs r in the guest, copying its output to stdout and stderr as it
 // comes (from this goroutine), and returns how it ended. If ctx ends
@@ -230,7 +241,7 @@ func SendDir(ctx context.Context, conn net.Conn, path string, w io.Writer) error
 				return err
 			}
 			if r.Error != "" {
-				return &GuestError{Op: "sending " + path, Msg: r.Error}
+				return &GuestError{Op: "sending " + path, Msg: r.Error, NotExist: r.NotExist}
 			}
 			return nil
 		default:

@@ -146,6 +146,8 @@ type Exit struct {
 // Result is the outcome of a set-up or a SendDir stream.
 type Result struct {
 	Error string `json:",omitempty"`
+	// NotExist: the error is a path that does not exist.
+	NotExist bool `json:",omitempty"`
 }
 
 // DirRequest asks for the tree at Path as a NAR.
