@@ -48,6 +48,8 @@ func (ev *Evaluator) initBuiltins(nixVersion string, langVersion int64) {
 		p := d.prim // a copy per evaluator is not needed; primops are stateless
 		add(d.name, d.global, primopValue(&p))
 	}
+	// derivation is Nix code (derivation.nix), compiled when first used.
+	add("derivation", true, thunkValue(&Thunk{code: derivationCode{}}))
 	add("true", true, True)
 	add("false", true, False)
 	add("null", true, Null)
@@ -370,14 +372,6 @@ func init() {
 			return Null
 		}
 		return ev.posAttrs(at.Pos)
-	})
-	def1("derivationStrict", true, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
-		ev.throw(ErrEval, pos, "derivations are not supported by this evaluator yet")
-		return Value{}
-	})
-	def1("derivation", true, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
-		ev.throw(ErrEval, pos, "derivations are not supported by this evaluator yet")
-		return Value{}
 	})
 	for _, name := range []string{"fetchurl", "fetchTarball", "fetchGit", "fetchMercurial", "fetchTree"} {
 		name := name

@@ -20,6 +20,8 @@ func (ev *Evaluator) delay(c code, env *Env) Value {
 	switch c := c.(type) {
 	case *constCode:
 		return c.v
+	case *globalThunkCode:
+		return c.v
 	case *varCode:
 		e := env
 		for i := c.level; i > 0; i-- {
@@ -108,6 +110,12 @@ func (ev *Evaluator) forceThunk(t *Thunk) Value {
 type constCode struct{ v Value }
 
 func (c *constCode) eval(*Evaluator, *Env) Value { return c.v }
+
+// globalThunkCode reads a global whose value is computed on first use
+// (derivation): the shared thunk, forced.
+type globalThunkCode struct{ v Value }
+
+func (c *globalThunkCode) eval(ev *Evaluator, _ *Env) Value { return ev.force(c.v) }
 
 // varCode reads a statically resolved variable.
 type varCode struct {

@@ -139,6 +139,9 @@ func (c *compiler) compileVar(name string, pos syntax.Pos, s *scope) code {
 		}
 		if idx, ok := sc.lookup(name); ok {
 			if sc.base {
+				if v := c.ev.baseEnv.vals[idx]; v.k == kThunk {
+					return &globalThunkCode{v}
+				}
 				return &constCode{c.ev.baseEnv.vals[idx]}
 			}
 			return &varCode{level: level, idx: idx, pos: pos, name: c.ev.intern(name)}

@@ -142,8 +142,12 @@ func (e *Error) writePos(b *strings.Builder, p syntax.Pos) {
 	}
 	b.WriteString("\nat ")
 	b.WriteString(pos.String())
-	b.WriteString(":\n")
+	b.WriteString(":")
 	f := pos.File
+	if f.NoExcerpt {
+		return
+	}
+	b.WriteString("\n")
 	line := func(n int) {
 		if l, ok := f.Line(n); ok {
 			fmt.Fprintf(b, "\n %5d| %s", n, l)

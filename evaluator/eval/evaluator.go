@@ -16,6 +16,7 @@ import (
 
 	"github.com/castor-nix/castor/evaluator/evalio"
 	"github.com/castor-nix/castor/evaluator/syntax"
+	"github.com/castor-nix/castor/store/derivation"
 )
 
 // Options configure an Evaluator.
@@ -118,7 +119,11 @@ type Evaluator struct {
 	parseCache map[string]code
 	srcToStore map[string]string
 	regexCache map[string]*nixRegex
-	envPool    [maxPooledEnv + 1][]*Env
+	// drvs are the derivations this evaluation made, by .drv path; hasher
+	// computes their hashes modulo (see derivation.go).
+	drvs    map[string]*derivation.Derivation
+	hasher  *derivation.Hasher
+	envPool [maxPooledEnv + 1][]*Env
 	// curThunk is the thunk whose code is starting to run (see listApplyCode).
 	curThunk  *Thunk
 	startTime int64
@@ -141,6 +146,7 @@ func New(ctx context.Context, opts Options) *Evaluator {
 		fileCache:  map[string]Value{},
 		parseCache: map[string]code{},
 		srcToStore: map[string]string{},
+		drvs:       map[string]*derivation.Derivation{},
 		startTime:  time.Now().Unix(),
 	}
 	if ev.store == nil {

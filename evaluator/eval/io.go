@@ -135,15 +135,33 @@ func (ev *Evaluator) realisePath(v Value, pos syntax.Pos) string {
 	var ctx ctxBuilder
 	p := ev.coerceToPath(pos, v, &ctx)
 	if c := ctx.result(); len(c) > 0 {
-		var paths []string
-		for _, e := range c {
-			paths = append(paths, ctxPath(e))
-		}
-		if err := ev.store.Realise(ev.ctx, paths); err != nil {
-			ev.ioError(pos, err, "cannot realise the context of '%s'", p)
+		if err := ev.store.Realise(ev.ctx, derivedPaths(c)); err != nil {
+			msg := "while realising the context of path '" + p + "'"
+			ev.withTrace(pos, msg, func() { ev.storeError(err, syntax.NoPos, "realising") })
 		}
 	}
 	return p
+}
+
+// derivedPaths are the paths a context asks to be valid: plain paths and
+// whole derivations ("=") as they are, the outputs ("!out!") they name.
+func derivedPaths(c Context) []evalio.DerivedPath {
+	var out []evalio.DerivedPath
+	for _, e := range c {
+		switch {
+		case strings.HasPrefix(e, "="):
+			out = append(out, evalio.DerivedPath{Path: e[1:]})
+		case strings.HasPrefix(e, "!"):
+			if i := strings.IndexByte(e[1:], '!'); i >= 0 {
+				out = append(out, evalio.DerivedPath{Path: e[i+2:], Output: e[1 : i+1]})
+				continue
+			}
+			out = append(out, evalio.DerivedPath{Path: e})
+		default:
+			out = append(out, evalio.DerivedPath{Path: e})
+		}
+	}
+	return out
 }
 
 // copyPathToStore adds a source path to the store (once per evaluation)
@@ -277,12 +295,12 @@ func init() {
 			var ctx ctxBuilder
 			path := ev.coerceToString(pos, pa, &ctx, false, false, true)
 			if c := ctx.result(); len(c) > 0 {
-				var paths []string
-				for _, e := range c {
-					paths = append(paths, ctxPath(e))
-				}
-				if err := ev.store.Realise(ev.ctx, paths); err != nil {
-					ev.throw(ErrEval, pos, "cannot find '%s', since path '%s' is not valid", path, paths[0])
+				if err := ev.store.Realise(ev.ctx, derivedPaths(c)); err != nil {
+					var nv *evalio.NotValidError
+					if errors.As(err, &nv) {
+						ev.throw(ErrEval, pos, "cannot find '%s', since path '%s' is not valid", path, nv.Path)
+					}
+					ev.storeError(err, pos, "cannot find '%s'", path)
 				}
 			}
 			entries = append(entries, searchPathEntry{prefix: prefix, path: path})
@@ -294,8 +312,8 @@ func init() {
 		tv := ev.forceString(textV, pos)
 		var refs []string
 		for _, e := range tv.ctx() {
-			if strings.HasPrefix(e, "=") || strings.HasPrefix(e, "!") {
-				ev.throw(ErrEval, pos, "in 'toFile': the file '%s' cannot refer to derivation outputs", name)
+			if !strings.HasPrefix(e, "/") {
+				ev.throw(ErrEval, pos, "in 'toFile': the file named '%s' must not contain a reference to a derivation but contains (%s)", name, e)
 			}
 			refs = append(refs, e)
 		}
@@ -353,8 +371,8 @@ func init() {
 		}
 		base, _, _ := strings.Cut(p[len(dir):], "/")
 		sp := dir + base
-		if err := ev.store.Realise(ev.ctx, []string{sp}); err != nil {
-			ev.ioError(pos, err, "path '%s' is not valid", sp)
+		if err := ev.store.Realise(ev.ctx, []evalio.DerivedPath{{Path: sp}}); err != nil {
+			ev.storeError(err, pos, "path '%s' is not valid", sp)
 		}
 		return StrCtx(p, ctx.result().union(Context{sp}))
 	})

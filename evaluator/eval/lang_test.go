@@ -13,12 +13,7 @@ import (
 // expectedFailures are the Nix 2.8 language tests this evaluator does not
 // pass yet, each with the reason. The test fails if one of them passes, so
 // the list can only shrink.
-var expectedFailures = map[string]string{
-	"eval-okay-context-introspection": "needs derivation (derivations issue)",
-	"eval-okay-delayed-with-inherit":  "needs derivation (derivations issue)",
-	"eval-okay-eq-derivations":        "needs derivation (derivations issue)",
-	"eval-okay-delayed-with":          "needs derivation (derivations issue)",
-}
+var expectedFailures = map[string]string{}
 
 // langEnv is the environment Nix's tests/lang.sh runs the tests in.
 func langEnv(k string) (string, bool) {

@@ -17,7 +17,7 @@ const maxPooledEnv = 4
 // trivial reports whether delaying c needs no thunk (see delay).
 func trivial(c code) bool {
 	switch c.(type) {
-	case *constCode, *varCode:
+	case *constCode, *varCode, *globalThunkCode:
 		return true
 	}
 	return false
@@ -27,7 +27,7 @@ func trivial(c code) bool {
 // in an object that outlives the evaluation.
 func captures(c code) bool {
 	switch c := c.(type) {
-	case *constCode, *varCode, *withVarCode, *curPosCode:
+	case *constCode, *varCode, *withVarCode, *curPosCode, *globalThunkCode:
 		return false
 	case *attrsCode:
 		for i := range c.static {

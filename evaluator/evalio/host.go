@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,21 +21,23 @@ import (
 )
 
 // Host implements Store on the host file system without a store: AddPath
-// and AddText compute the store path Nix would produce and write nothing;
-// Realise fails for paths it does not know. Reads below a computed store
-// path are served from the source it was computed from. The zero value is
-// not usable; call NewHost.
+// and AddText compute the store path Nix would produce and write nothing,
+// as `nix-instantiate --readonly-mode` does; Realise accepts the paths it
+// computed and host paths that exist, and cannot build. Reads below a
+// computed store path are served from the source it was computed from.
+// The zero value is not usable; call NewHost.
 type Host struct {
-	mu      sync.Mutex
-	sources map[string]string // store path -> source path (for AddPath)
-	texts   map[string]string // store path -> contents (for AddText)
+	mu       sync.Mutex
+	sources  map[string]string   // store path -> source path (for AddPath)
+	texts    map[string]string   // store path -> contents (for AddText)
+	textRefs map[string][]string // store path -> references (for AddText)
 }
 
 var _ Store = (*Host)(nil)
 
 // NewHost returns a Host store.
 func NewHost() *Host {
-	return &Host{sources: map[string]string{}, texts: map[string]string{}}
+	return &Host{sources: map[string]string{}, texts: map[string]string{}, textRefs: map[string][]string{}}
 }
 
 // StoreDir implements Store.
@@ -194,23 +197,48 @@ func (h *Host) AddText(ctx context.Context, name, text string, refs []string) (s
 	if err != nil {
 		return "", err
 	}
+	abs := make([]string, len(rs))
+	for i, r := range rs {
+		abs[i] = r.Absolute()
+	}
+	sort.Strings(abs)
 	h.mu.Lock()
 	h.texts[sp.Absolute()] = text
+	h.textRefs[sp.Absolute()] = slices.Compact(abs)
 	h.mu.Unlock()
 	return sp.Absolute(), nil
 }
 
-// Realise implements Store: paths Host computed are valid; anything else
-// would need a builder.
-func (h *Host) Realise(ctx context.Context, paths []string) error {
+// References implements Store for the paths Host computed: text files
+// refer to what they were given, sources to nothing. Other paths are not
+// valid (Host has no store to ask).
+func (h *Host) References(ctx context.Context, storePath string) ([]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if refs, ok := h.textRefs[storePath]; ok {
+		return slices.Clone(refs), nil
+	}
+	if _, ok := h.sources[storePath]; ok {
+		return nil, nil
+	}
+	return nil, &NotValidError{Path: storePath}
+}
+
+// Realise implements Store: paths Host computed, and host paths that
+// exist, are valid; derivation outputs would need a builder, so, as in
+// Nix's read-only mode, their derivation is reported as not valid.
+func (h *Host) Realise(ctx context.Context, paths []DerivedPath) error {
 	for _, p := range paths {
-		if _, _, ok := h.resolve(p); ok {
+		if p.Output != "" {
+			return &NotValidError{Path: p.Path}
+		}
+		if _, _, ok := h.resolve(p.Path); ok {
 			continue
 		}
-		if _, err := os.Lstat(p); err == nil {
+		if _, err := os.Lstat(p.Path); err == nil {
 			continue
 		}
-		return fmt.Errorf("cannot realise '%s': %w (no builder is configured)", p, ErrUnsupported)
+		return &NotValidError{Path: p.Path}
 	}
 	return nil
 }

@@ -48,10 +48,10 @@ func TestAddPathMatchesNix(t *testing.T) {
 	if err != nil || len(ents) != 2 || ents[1].Name != "link" || ents[1].Type != TypeSymlink {
 		t.Fatalf("readdir below store path: %v %v", ents, err)
 	}
-	if err := h.Realise(context.Background(), []string{got}); err != nil {
+	if err := h.Realise(context.Background(), []DerivedPath{{Path: got}}); err != nil {
 		t.Fatalf("realise a computed path: %v", err)
 	}
-	if err := h.Realise(context.Background(), []string{"/nix/store/00000000000000000000000000000000-none"}); err == nil {
+	if err := h.Realise(context.Background(), []DerivedPath{{Path: "/nix/store/00000000000000000000000000000000-none"}}); err == nil {
 		t.Fatal("realising an unknown path succeeded")
 	}
 }

@@ -72,7 +72,36 @@ var (
 	ErrUnsupported = errors.New("not supported by this store")
 	// ErrHashMismatch: the contents do not have the expected hash.
 	ErrHashMismatch = errors.New("hash mismatch")
+	// ErrNotValid: a store path the evaluator needs is not in the store
+	// (or, for Host, was not computed in this evaluation).
+	ErrNotValid = errors.New("not a valid store path")
 )
+
+// NotValidError reports a store path that is not valid, in Nix's words. It
+// matches ErrNotValid.
+type NotValidError struct{ Path string }
+
+func (e *NotValidError) Error() string { return "path '" + e.Path + "' is not valid" }
+
+// Is makes errors.Is(err, ErrNotValid) true.
+func (e *NotValidError) Is(target error) bool { return target == ErrNotValid }
+
+// DerivedPath is what Realise makes valid: a store path, or one output of
+// a derivation.
+type DerivedPath struct {
+	// Path is an absolute store path; a .drv path when Output is set.
+	Path string
+	// Output, if set, names the output of the derivation at Path to
+	// build (the context element "!Output!Path").
+	Output string
+}
+
+func (p DerivedPath) String() string {
+	if p.Output == "" {
+		return p.Path
+	}
+	return p.Path + "!" + p.Output
+}
 
 // Store is everything the evaluator needs from files and the Nix store.
 //
@@ -101,8 +130,15 @@ type Store interface {
 	// AddText adds a text file with the given references (absolute store
 	// paths) and returns its absolute store path, as builtins.toFile.
 	AddText(ctx context.Context, name, text string, refs []string) (string, error)
-	// Realise makes the given store paths valid (building them if they
-	// are derivation outputs), for import-from-derivation. Paths already
-	// valid are left alone.
-	Realise(ctx context.Context, paths []string) error
+	// References returns the references of a valid store path (absolute
+	// store paths, sorted): what a derivation's "=" context pulls in. A
+	// path that is not valid is an error wrapping ErrNotValid.
+	References(ctx context.Context, storePath string) ([]string, error)
+	// Realise makes the given paths valid for import-from-derivation:
+	// store paths must already be valid; derivation outputs are built
+	// when they are not. Paths already valid are left alone. An error
+	// says which path could not be made valid (wrapping ErrNotValid for a
+	// store path that is missing, ErrUnsupported when the store cannot
+	// build).
+	Realise(ctx context.Context, paths []DerivedPath) error
 }

@@ -25,8 +25,12 @@ type File struct {
 	// what `path` of unsafeGetAttrPos and __curPos reports.
 	Path string
 	// Src is the full source text.
-	Src  []byte
-	base int
+	Src []byte
+	// NoExcerpt marks a source whose lines error reports do not quote:
+	// Nix cannot read back its built-in sources (//builtin/derivation.nix),
+	// so it prints only their position.
+	NoExcerpt bool
+	base      int
 
 	once  sync.Once
 	lines []int // offsets of line starts, computed lazily

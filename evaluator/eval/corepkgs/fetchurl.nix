@@ -2,7 +2,7 @@
 # builtin:fetchurl builder), verified by its hash. Written for castor.
 { url
 , name ? baseNameOf (toString url)
-, system ? "builtin"
+, system ? "" # ignored: the fetch runs in Nix's built-in builder
 , hash ? ""
 , md5 ? ""
 , sha1 ? ""
@@ -27,12 +27,15 @@
 
 derivation ({
   builder = "builtin:fetchurl";
-  inherit name url executable unpack system;
+  inherit name url executable unpack;
+  system = "builtin";
   # A tarball to unpack or an executable is hashed recursively.
   outputHashMode = if unpack || executable then "recursive" else "flat";
   urls = [ url ];
   # No network isolation for the built-in fetcher; it checks the hash.
   preferLocalBuild = true;
+  # The caller's proxy settings reach the fetcher (as in Nix 2.8).
+  impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy" ];
 } // (if impure
   then { __impure = true; }
   else { inherit outputHashAlgo outputHash; }))
