@@ -49,6 +49,16 @@ type Options struct {
 	// hashed and once the walk is done. Calls come from one goroutine, one
 	// at a time; the function must return quickly.
 	Progress func(Progress)
+	// Filter, when set, selects the entries below the root to import, as
+	// Nix's path filters (builtins.path, filterSource) do: it gets each
+	// entry's path (the root's path joined with the names below it) and
+	// its type bits (0 for a regular file, os.ModeDir, os.ModeSymlink, or
+	// others for files that cannot be imported), in NAR order, before
+	// anything below a directory is read; a rejected directory is left out
+	// with everything in it. The root is never filtered. Filter is called
+	// on the goroutine that called Import, before any contents are read;
+	// a panic in it propagates out of Import.
+	Filter func(path string, mode os.FileMode) bool
 }
 
 // node is one entry of the walked tree.
@@ -101,7 +111,7 @@ func Import(ctx context.Context, path string, bs castore.BlobIngester, ds castor
 
 	var files []job
 	var prog Progress
-	tree, err := walk(ctx, path, &files, &prog)
+	tree, err := walk(ctx, path, &files, &prog, opt.Filter)
 	if err != nil {
 		return castore.Node{}, 0, [32]byte{}, err
 	}
@@ -187,17 +197,31 @@ func importErr(ctx context.Context, err error) error {
 // walk reads the tree's metadata, collecting the regular files in NAR
 // order. Entries are stat'ed relative to their directory's descriptor, so
 // the kernel resolves one name per call, not the whole path.
-func walk(ctx context.Context, path string, files *[]job, prog *Progress) (*node, error) {
-	return walkAt(ctx, unix.AT_FDCWD, path, path, files, prog)
+func walk(ctx context.Context, path string, files *[]job, prog *Progress, filter func(string, os.FileMode) bool) (*node, error) {
+	w := &walker{files: files, prog: prog, filter: filter}
+	return w.walkAt(ctx, unix.AT_FDCWD, path, path, true)
 }
 
-func walkAt(ctx context.Context, dirfd int, name, path string, files *[]job, prog *Progress) (*node, error) {
+// walker is the state of one walk.
+type walker struct {
+	files  *[]job
+	prog   *Progress
+	filter func(string, os.FileMode) bool
+}
+
+// walkAt returns the node at name in dirfd, or nil if the filter rejects
+// it.
+func (w *walker) walkAt(ctx context.Context, dirfd int, name, path string, root bool) (*node, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	files, prog := w.files, w.prog
 	var st unix.Stat_t
 	if err := ignoringEINTR(func() error { return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 		return nil, pathErr("lstat", path, err)
+	}
+	if !root && w.filter != nil && !w.filter(path, fileModeType(st.Mode)) {
+		return nil, nil
 	}
 	n := &node{name: name}
 	switch st.Mode & unix.S_IFMT {
@@ -234,20 +258,37 @@ func walkAt(ctx context.Context, dirfd int, name, path string, files *[]job, pro
 			return nil, fmt.Errorf("fsimport: %w", err)
 		}
 		sort.Strings(names)
-		n.children = make([]*node, len(names))
-		for i, name := range names {
+		n.children = make([]*node, 0, len(names))
+		for _, name := range names {
 			child := filepath.Join(path, name)
 			if err := castore.ValidateName(name); err != nil {
 				return nil, fmt.Errorf("fsimport: %s: %w: %w", child, ErrUnsupported, err)
 			}
-			if n.children[i], err = walkAt(ctx, fd, name, child, files, prog); err != nil {
+			c, err := w.walkAt(ctx, fd, name, child, false)
+			if err != nil {
 				return nil, err
+			}
+			if c != nil {
+				n.children = append(n.children, c)
 			}
 		}
 	default:
 		return nil, fmt.Errorf("fsimport: %s: %w: %v (only regular files, directories and symlinks can be imported)", path, ErrUnsupported, modeType(st.Mode))
 	}
 	return n, nil
+}
+
+// fileModeType is the os.FileMode type bits of a stat mode.
+func fileModeType(m uint32) os.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFREG:
+		return 0
+	case unix.S_IFDIR:
+		return os.ModeDir
+	case unix.S_IFLNK:
+		return os.ModeSymlink
+	}
+	return modeType(m)
 }
 
 // modeType names a file type for errors.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"strings"
@@ -270,4 +271,81 @@ func TestImportChangedFile(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestImportFilter checks Options.Filter against importing a copy of the
+// tree from which the rejected entries were deleted: same root node, NAR
+// size and hash. The filter must see every surviving entry's path and
+// type once, in NAR order, never the root, nothing below a rejected
+// directory.
+func TestImportFilter(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "tree")
+	nartest.GenTree(t, root, 7, nartest.TreeOptions{Entries: 120, MaxDepth: 5})
+	os.Symlink("dangling", filepath.Join(root, "zz-link"))
+	reject := func(p string) bool { return strings.Contains(filepath.Base(p), "1") }
+
+	var seen []string
+	filter := func(p string, mode os.FileMode) bool {
+		if p == root {
+			t.Errorf("filter called for the root")
+		}
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode().Type() != mode {
+			t.Errorf("filter got mode %v for %s, lstat says %v (%v)", mode, p, fi.Mode().Type(), err)
+		}
+		for _, s := range seen {
+			if reject(s) && strings.HasPrefix(p, s+"/") {
+				t.Errorf("filter called for %s below rejected %s", p, s)
+			}
+		}
+		seen = append(seen, p)
+		return !reject(p)
+	}
+	bs, ds := memory.NewBlobService(), memory.NewDirectoryService()
+	node, size, sum, err := fsimport.Import(ctx, root, bs, ds, &fsimport.Options{Filter: filter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 {
+		t.Fatal("filter never called")
+	}
+	// NAR order: every directory's entries sorted, depth first.
+	for i := 1; i < len(seen); i++ {
+		a, b := strings.Split(seen[i-1], "/"), strings.Split(seen[i], "/")
+		for j := 0; j < len(a) && j < len(b); j++ {
+			if a[j] != b[j] {
+				if a[j] > b[j] {
+					t.Fatalf("filter calls out of order: %s before %s", seen[i-1], seen[i])
+				}
+				break
+			}
+		}
+	}
+
+	cp := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("cp", "-a", root, cp).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	removed := 0
+	filepath.Walk(cp, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && p != cp && reject(p) {
+			removed++
+			os.RemoveAll(p)
+			if fi.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	if removed == 0 {
+		t.Fatal("the filter rejected nothing; the test proves nothing")
+	}
+	wnode, wsize, wsum, err := fsimport.Import(ctx, cp, memory.NewBlobService(), memory.NewDirectoryService(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node != wnode || size != wsize || sum != wsum {
+		t.Fatalf("filtered import %v %d %x; import of the pruned copy %v %d %x", node, size, sum, wnode, wsize, wsum)
+	}
 }
