@@ -321,14 +321,19 @@ func TestConcurrentProcesses(t *testing.T) {
 	verifyAfterCrash(t, dir, committed(t, outs[0].Bytes()))
 }
 
-// TestPeakRSS writes one 4 GiB blob in a fresh process and reports its
-// peak resident memory (VmHWM), which must stay far below 100 MiB.
+// TestPeakRSS writes one 1 GiB blob in a fresh process and reports its
+// peak resident memory (VmHWM), which must stay far below 100 MiB. Writing
+// streams through bounded buffers, so the peak does not grow with the size;
+// bench/store-add.sh measures the 4 GiB case.
 func TestPeakRSS(t *testing.T) {
 	if testing.Short() {
-		t.Skip("writes 4 GiB; skipped with -short")
+		t.Skip("writes 1 GiB; skipped with -short")
+	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory makes RSS meaningless; the test runs without -race")
 	}
 	dir := t.TempDir()
-	const size = 4 << 30
+	const size = 1 << 30
 	out, err := helper(t, fmt.Sprintf("rss %d", int64(size)), dir).Output()
 	if err != nil {
 		t.Fatalf("helper: %v", err)
