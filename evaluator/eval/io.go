@@ -380,7 +380,7 @@ func init() {
 
 // addPath is filterSource and builtins.path.
 func (ev *Evaluator) addPath(pos syntax.Pos, path, name string, filter Value, recursive bool, sha string) Value {
-	req := evalio.AddPathRequest{Path: path, Name: name, Recursive: recursive}
+	req := evalio.AddPathRequest{Path: path, Name: name, Recursive: recursive, KeepReferences: true}
 	if sha != "" {
 		h, err := nixpath.ParseHash(sha, "sha256")
 		if err != nil {

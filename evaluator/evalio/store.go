@@ -61,6 +61,12 @@ type AddPathRequest struct {
 	// (of the NAR when Recursive, of the file otherwise); a mismatch is
 	// an error wrapping ErrHashMismatch and adds nothing.
 	ExpectedSHA256 []byte
+	// KeepReferences: when Path is inside a valid store path, the copy
+	// keeps that path's references (and its store path accounts for
+	// them), as Nix's builtins.path and filterSource do when they write
+	// to the store. Stores that only compute paths ignore it, as Nix's
+	// read-only mode does.
+	KeepReferences bool
 }
 
 // Errors a Store returns, wrapped with details.
