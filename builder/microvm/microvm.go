@@ -177,7 +177,7 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 		}}},
 	})
 	if err != nil {
-		return nil, e.fail(ctx, log, fmt.Errorf("booting the build's VM: %w", err))
+		return nil, e.fail(ctx, log, nil, fmt.Errorf("booting the build's VM: %w", err))
 	}
 	e.log.Debug("microvm: VM up", "took", time.Since(t0), "cpus", cpus, "memory_mib", mem)
 	done := false
@@ -187,7 +187,7 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 		}
 	}()
 	if err := vm.Setup(ctx, e.setup(b)); err != nil {
-		return nil, e.fail(ctx, log, fmt.Errorf("setting up the build's VM: %w", err))
+		return nil, e.fail(ctx, log, vm, fmt.Errorf("setting up the build's VM: %w", err))
 	}
 	env := make([]string, len(b.Env))
 	for i, v := range b.Env {
@@ -203,11 +203,13 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 		Chroot:  root,
 	}, log, log)
 	if err != nil {
-		return nil, e.fail(ctx, log, err)
+		return nil, e.fail(ctx, log, vm, err)
 	}
 	e.log.Debug("microvm: builder exited", "code", ex.Code, "signal", ex.Signal, "since boot", time.Since(t0))
 	if ex.Error != "" {
-		fmt.Fprintf(log, "castor: cannot run the builder: %s\n", ex.Error)
+		// As Nix (and the sandbox) report it: in the log, status 1.
+		fmt.Fprintf(log, "executing '%s': %s\n", b.Command[0], ex.Error)
+		ex.Code = 1
 	}
 	if ex.Code != 0 || ex.Signal != "" {
 		e.shutdown(vm)
@@ -219,14 +221,20 @@ func (e *Executor) Run(ctx context.Context, b *builder.Build, log io.Writer) (bu
 }
 
 // fail turns a VM-level failure into the build's error: the context's
-// cause when it ended the build, and otherwise the VM's error, whose
-// console tail (a kernel panic) also goes to the build log.
-func (e *Executor) fail(ctx context.Context, log io.Writer, err error) error {
+// cause when it ended the build, and otherwise the VM's error. The end of
+// the VM's console (a kernel panic's trace) goes to the build log, then a
+// line saying what happened, so the log's tail shows both.
+func (e *Executor) fail(ctx context.Context, log io.Writer, vm *agentvm.VM, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("build cancelled: %w", context.Cause(ctx))
 	}
-	msg := err.Error()
-	fmt.Fprintf(log, "castor: the build's VM failed: %s\n", strings.ReplaceAll(strings.TrimSpace(msg), "\n", "\ncastor: "))
+	if vm != nil {
+		if tail := vm.ConsoleTail(20); tail != "" {
+			fmt.Fprintf(log, "castor: the last lines of the build VM's console:\n%s\n", tail)
+		}
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(err.Error()), "\n")
+	fmt.Fprintf(log, "castor: the build's VM failed: %s\n", first)
 	return fmt.Errorf("micro-VM: %w", err)
 }
 

@@ -427,6 +427,10 @@ func (g *guest) runCommand(r *Run) Exit {
 	if err != nil {
 		outR.Close()
 		errR.Close()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // "no such file or directory", as Nix says it
+		}
 		return Exit{Code: 127, Error: err.Error()}
 	}
 	pid := p.Pid

@@ -139,7 +139,8 @@ type Exit struct {
 	Code int
 	// Signal is the signal's name when one killed it.
 	Signal string
-	// Error says why the program could not start (Code is then 127).
+	// Error says why the program could not start ("no such file or
+	// directory"; Code is then 127).
 	Error string `json:",omitempty"`
 }
 

@@ -228,9 +228,15 @@ func (v *VM) explain(err error) error {
 		return err
 	}
 	if werr := v.vmErr(); werr != nil {
-		return fmt.Errorf("%w%s", werr, consoleTail(v.Machine))
+		return werr
 	}
 	return err
+}
+
+// ConsoleTail returns the last n lines of the VM's serial console (the
+// kernel's log: a panic's trace when the VM died).
+func (v *VM) ConsoleTail(n int) string {
+	return lastLines(string(v.Machine.Console()), n)
 }
 
 // Setup prepares the guest (see agent.Setup).
