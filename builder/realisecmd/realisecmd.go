@@ -58,10 +58,10 @@ type RealiseOptions struct {
 	SandboxPath []string
 }
 
-// Realise builds drvPaths into st and writes their output paths to out,
-// one per line (every output of each derivation, in output name order);
-// build logs and progress go to logw.
-func Realise(ctx context.Context, st Store, drvPaths []string, opts RealiseOptions, out, logw io.Writer) error {
+// NewRealiser returns a Realiser that builds into st in the namespace
+// sandbox, configured as `castor realise`'s flags say; build logs and
+// progress go to logw.
+func NewRealiser(st Store, opts RealiseOptions, logw io.Writer) (*realise.Realiser, error) {
 	x, err := sandbox.New(sandbox.Options{
 		Directories: st.Directories,
 		Blobs:       st.Blobs,
@@ -71,11 +71,29 @@ func Realise(ctx context.Context, st Store, drvPaths []string, opts RealiseOptio
 		KeepFailed:  opts.KeepFailed,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	exec := builder.Limit(x, builder.Limits{Timeout: opts.Timeout, MaxLogBytes: opts.MaxLogSize})
 	if opts.Quiet {
 		logw = io.Discard
+	}
+	return realise.New(realise.Store{Blobs: st.Blobs, Directories: st.Directories, PathInfos: st.PathInfos}, realise.Options{
+		Executor:  exec,
+		Jobs:      opts.Jobs,
+		KeepGoing: opts.KeepGoing,
+		Build:     builder.Options{Cores: opts.Cores, SandboxPaths: opts.SandboxPath},
+		Logs:      st.logs(),
+		Output:    logw,
+	}), nil
+}
+
+// Realise builds drvPaths into st and writes their output paths to out,
+// one per line (every output of each derivation, in output name order);
+// build logs and progress go to logw.
+func Realise(ctx context.Context, st Store, drvPaths []string, opts RealiseOptions, out, logw io.Writer) error {
+	r, err := NewRealiser(st, opts, logw)
+	if err != nil {
+		return err
 	}
 	var abs []string
 	for _, p := range drvPaths {
@@ -89,14 +107,6 @@ func Realise(ctx context.Context, st Store, drvPaths []string, opts RealiseOptio
 		}
 		abs = append(abs, a)
 	}
-	r := realise.New(realise.Store{Blobs: st.Blobs, Directories: st.Directories, PathInfos: st.PathInfos}, realise.Options{
-		Executor:  exec,
-		Jobs:      opts.Jobs,
-		KeepGoing: opts.KeepGoing,
-		Build:     builder.Options{Cores: opts.Cores, SandboxPaths: opts.SandboxPath},
-		Logs:      st.logs(),
-		Output:    logw,
-	})
 	results, err := r.Realise(ctx, abs)
 	for _, res := range results {
 		for _, name := range sortedKeys(res.Outputs) {

@@ -94,7 +94,9 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 	root.AddCommand(newVirtiofsCommand(g))
 	root.AddCommand(newVMCommand(g))
 	root.AddCommand(realisecmd.NewRealiseCommand(g.builderStore), realisecmd.NewLogCommand(g.builderStore))
-	root.AddCommand(evalcli.NewEvalCommand())
+	root.AddCommand(evalcli.NewEvalCommand(g.builderStore))
+	root.AddCommand(evalcli.NewInstantiateCommand(g.builderStore))
+	root.AddCommand(evalcli.NewBuildCommand(g.builderStore))
 	root.AddCommand(evalcli.NewReplCommand())
 	return root
 }

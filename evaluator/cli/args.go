@@ -5,6 +5,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/castor-nix/castor/evaluator/eval"
 )
 
@@ -31,6 +34,9 @@ type common struct {
 	search    []string
 	args      []autoArg
 	showTrace bool
+	// inherited are the global flags (--store…), which commands that parse
+	// their own arguments must recognise too.
+	inherited *pflag.FlagSet
 }
 
 // consume handles a shared option at args[i]; it returns how many
@@ -63,7 +69,57 @@ func (c *common) consume(args []string, i int) (int, error) {
 		c.showTrace = true
 		return 1, nil
 	}
-	return 0, nil
+	return c.consumeInherited(args, i)
+}
+
+// consumeInherited sets a global flag (--store DIR, --store=DIR…) at
+// args[i].
+func (c *common) consumeInherited(args []string, i int) (int, error) {
+	name, ok := strings.CutPrefix(args[i], "--")
+	if c.inherited == nil || !ok || name == "" {
+		return 0, nil
+	}
+	name, value, hasValue := strings.Cut(name, "=")
+	f := c.inherited.Lookup(name)
+	if f == nil {
+		return 0, nil
+	}
+	n := 1
+	if !hasValue {
+		if f.NoOptDefVal != "" {
+			value = f.NoOptDefVal
+		} else {
+			if i+1 >= len(args) {
+				return 0, fmt.Errorf("flag '%s' requires an argument", args[i])
+			}
+			value, n = args[i+1], 2
+		}
+	}
+	if err := f.Value.Set(value); err != nil {
+		return 0, fmt.Errorf("flag '--%s': %w", name, err)
+	}
+	f.Changed = true
+	return n, nil
+}
+
+// withGlobals makes c recognise cmd's global flags; after parsing, call
+// applyGlobals.
+func (c *common) withGlobals(cmd *cobra.Command) {
+	if cmd != nil {
+		c.inherited = cmd.InheritedFlags()
+	}
+}
+
+// applyGlobals reruns the root command's set-up (logging) once the global
+// flags among the arguments are set.
+func applyGlobals(cmd *cobra.Command, args []string) error {
+	if cmd == nil {
+		return nil
+	}
+	if root := cmd.Root(); root != cmd && root.PersistentPreRunE != nil {
+		return root.PersistentPreRunE(cmd, args)
+	}
+	return nil
 }
 
 // searchPath is -I entries, then NIX_PATH's.

@@ -44,7 +44,7 @@ func TestEvalCommand(t *testing.T) {
 		{[]string{"--strict", "--arg", "y", "5", "-A", "b.c.0", f}, "5\n"},
 		{[]string{"--parse", "-E", "a: a.b or 1"}, "(a: (a).b or (1))\n"},
 	} {
-		out, errOut, err := runCmd(t, NewEvalCommand(), "", c.args...)
+		out, errOut, err := runCmd(t, NewEvalCommand(nil), "", c.args...)
 		if err != nil {
 			t.Errorf("%v: %v\n%s", c.args, err, errOut)
 			continue
@@ -56,7 +56,7 @@ func TestEvalCommand(t *testing.T) {
 }
 
 func TestEvalStdin(t *testing.T) {
-	out, _, err := runCmd(t, NewEvalCommand(), "[ 1 2 ]", "--strict", "-")
+	out, _, err := runCmd(t, NewEvalCommand(nil), "[ 1 2 ]", "--strict", "-")
 	if err != nil || out != "[ 1 2 ]\n" {
 		t.Fatalf("got %q, %v", out, err)
 	}
@@ -80,7 +80,7 @@ func TestEvalErrors(t *testing.T) {
 		{"throw \"boom\"", "error: boom"},
 		{"builtins.head []", "error: list index 0 is out of bounds"},
 	} {
-		out, errOut, err := runCmd(t, NewEvalCommand(), "", "--strict", "-E", c.expr)
+		out, errOut, err := runCmd(t, NewEvalCommand(nil), "", "--strict", "-E", c.expr)
 		var ee *ExitError
 		if !errors.As(err, &ee) || ee.Code != 1 {
 			t.Errorf("%s: err = %v, want exit status 1 (stdout %q)", c.expr, err, out)
@@ -95,7 +95,7 @@ func TestEvalErrors(t *testing.T) {
 }
 
 func TestEvalErrorExcerpt(t *testing.T) {
-	_, errOut, _ := runCmd(t, NewEvalCommand(), "", "-E", "let\n  x = 1;\nin x.a")
+	_, errOut, _ := runCmd(t, NewEvalCommand(nil), "", "-E", "let\n  x = 1;\nin x.a")
 	want := `error: value is an integer while a set was expected
 
        at «string»:3:4:

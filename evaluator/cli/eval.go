@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/castor-nix/castor/builder/realisecmd"
 	"github.com/castor-nix/castor/evaluator/eval"
+	"github.com/castor-nix/castor/evaluator/evalstore"
 	"github.com/castor-nix/castor/evaluator/syntax"
 )
 
@@ -33,18 +35,21 @@ Options:
       --no-location     omit source locations from XML
       --show-trace      show the trace of errors
       --parse           print the parsed expression instead of evaluating
+      --read-write-mode evaluate against the castor store: paths are added
+                        to it, import from derivation builds (needs root)
   -h, --help            show this help
 `
 
-// NewEvalCommand returns `castor eval`.
-func NewEvalCommand() *cobra.Command {
+// NewEvalCommand returns `castor eval`; open opens the store for
+// --read-write-mode (nil: evaluation never uses a store).
+func NewEvalCommand(open realisecmd.OpenFunc) *cobra.Command {
 	return &cobra.Command{
 		Use:                "eval [options] [FILE... | -E EXPR...]",
 		Short:              "Evaluate a Nix expression (nix-instantiate --eval)",
 		Long:               evalUsage,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return RunEval(cmd, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), os.LookupEnv)
+			return RunEvalStore(cmd, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), os.LookupEnv, open)
 		},
 	}
 }
@@ -58,11 +63,13 @@ type evalOpts struct {
 	json, xml  bool
 	noLocation bool
 	parseOnly  bool
+	readWrite  bool
 	help       bool
 }
 
-func parseEvalArgs(args []string) (*evalOpts, error) {
+func parseEvalArgs(cmd *cobra.Command, args []string) (*evalOpts, error) {
 	o := &evalOpts{}
+	o.withGlobals(cmd)
 	for i := 0; i < len(args); {
 		if n, err := o.consume(args, i); err != nil {
 			return nil, err
@@ -103,7 +110,11 @@ func parseEvalArgs(args []string) (*evalOpts, error) {
 			o.noLocation = true
 		case "--parse":
 			o.parseOnly = true
-		case "--eval", "--read-write-mode", "--readonly-mode":
+		case "--read-write-mode":
+			o.readWrite = true
+		case "--readonly-mode":
+			o.readWrite = false
+		case "--eval":
 			// accepted for compatibility with nix-instantiate command lines
 		case "-h", "--help":
 			o.help = true
@@ -120,10 +131,22 @@ func parseEvalArgs(args []string) (*evalOpts, error) {
 	return o, nil
 }
 
-// RunEval runs `castor eval` with the given arguments and streams.
+// RunEval runs `castor eval` with the given arguments and streams,
+// without a store.
 func RunEval(cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
-	o, err := parseEvalArgs(args)
+	return RunEvalStore(cmd, args, stdin, stdout, stderr, lookupEnv, nil)
+}
+
+// RunEvalStore runs `castor eval`. Like nix-instantiate --eval, it
+// evaluates in read-only mode (store paths are computed, nothing is
+// written, derivations are not built) unless --read-write-mode asks for
+// the castor store, which open opens.
+func RunEvalStore(cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr io.Writer, lookupEnv func(string) (string, bool), open realisecmd.OpenFunc) error {
+	o, err := parseEvalArgs(cmd, args)
 	if err != nil {
+		return err
+	}
+	if err := applyGlobals(cmd, args); err != nil {
 		return err
 	}
 	if o.help {
@@ -132,39 +155,27 @@ func RunEval(cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr 
 	}
 	eval.TuneRuntime()
 	ctx := cmd.Context()
-	ev := eval.New(ctx, eval.Options{SearchPath: o.searchPath(lookupEnv), LookupEnv: lookupEnv, TraceOutput: stderr})
+	opts := eval.Options{SearchPath: o.searchPath(lookupEnv), LookupEnv: lookupEnv, TraceOutput: stderr}
+	if o.readWrite {
+		if open == nil {
+			return errors.New("--read-write-mode: no store to write to")
+		}
+		rs, closeStore, err := open(cmd, false)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		opts.Store = &evalstore.Store{Blobs: rs.Blobs, Directories: rs.Directories, PathInfos: rs.PathInfos,
+			Realiser: &lazyRealiser{st: rs, opts: realisecmd.RealiseOptions{Jobs: 1}, logw: stderr}}
+	}
+	ev := eval.New(ctx, opts)
 	fail := func(err error) error {
 		report(stderr, err, o.showTrace)
 		return &ExitError{Code: 1, Msg: "evaluation failed"}
 	}
-	cwd, _ := os.Getwd()
-
-	var exprs []*eval.Expr
-	sources := o.files
-	if len(sources) == 0 && !o.exprMode {
-		sources = []string{"./default.nix"}
-	}
-	for _, s := range sources {
-		var e *eval.Expr
-		var err error
-		switch {
-		case o.exprMode && s != "-":
-			e, err = ev.ParseString(s, "«string»", cwd, eval.Scope{})
-		case s == "-":
-			src, rerr := io.ReadAll(stdin)
-			if rerr != nil {
-				return rerr
-			}
-			e, err = ev.ParseString(string(src), "«stdin»", cwd, eval.Scope{})
-		case strings.HasPrefix(s, "<") && strings.HasSuffix(s, ">"):
-			e, err = ev.ParseString(s, "«string»", cwd, eval.Scope{})
-		default:
-			e, err = ev.ParseFile(filepath.Clean(s))
-		}
-		if err != nil {
-			return fail(err)
-		}
-		exprs = append(exprs, e)
+	exprs, err := parseSources(ev, o.files, o.exprMode, stdin)
+	if err != nil {
+		return fail(err)
 	}
 	if o.parseOnly {
 		for _, e := range exprs {
@@ -201,6 +212,41 @@ func RunEval(cmd *cobra.Command, args []string, stdin io.Reader, stdout, stderr 
 		}
 	}
 	return nil
+}
+
+// parseSources parses what the command line names: expressions (-E),
+// files, "-" for standard input, <name> for a search path lookup, and
+// ./default.nix when nothing is named.
+func parseSources(ev *eval.Evaluator, files []string, exprMode bool, stdin io.Reader) ([]*eval.Expr, error) {
+	cwd, _ := os.Getwd()
+	var exprs []*eval.Expr
+	sources := files
+	if len(sources) == 0 && !exprMode {
+		sources = []string{"./default.nix"}
+	}
+	for _, s := range sources {
+		var e *eval.Expr
+		var err error
+		switch {
+		case exprMode && s != "-":
+			e, err = ev.ParseString(s, "«string»", cwd, eval.Scope{})
+		case s == "-":
+			src, rerr := io.ReadAll(stdin)
+			if rerr != nil {
+				return nil, rerr
+			}
+			e, err = ev.ParseString(string(src), "«stdin»", cwd, eval.Scope{})
+		case strings.HasPrefix(s, "<") && strings.HasSuffix(s, ">"):
+			e, err = ev.ParseString(s, "«string»", cwd, eval.Scope{})
+		default:
+			e, err = ev.ParseFile(filepath.Clean(s))
+		}
+		if err != nil {
+			return nil, err
+		}
+		exprs = append(exprs, e)
+	}
+	return exprs, nil
 }
 
 // report prints an error as Nix does.
