@@ -30,6 +30,9 @@ type Store struct {
 	// LogDir keeps build logs; empty keeps them in memory only (for
 	// memory:// stores).
 	LogDir string
+	// Config is the store's configuration (ReadStoreConfig): its default
+	// builder.
+	Config StoreConfig
 }
 
 // OpenFunc opens the store the command line names; the returned function
@@ -45,6 +48,7 @@ func (s Store) logs() realise.LogStore {
 
 // RealiseOptions are `castor realise`'s flags.
 type RealiseOptions struct {
+	BuilderOptions
 	Jobs        int
 	KeepGoing   bool
 	Cores       int
@@ -58,11 +62,12 @@ type RealiseOptions struct {
 	SandboxPath []string
 }
 
-// NewRealiser returns a Realiser that builds into st in the namespace
-// sandbox, configured as `castor realise`'s flags say; build logs and
-// progress go to logw.
+// NewRealiser returns a Realiser that builds into st with the builder
+// opts names (the namespace sandbox, or micro-VMs; the store's
+// configuration says which when opts does not), configured as `castor
+// realise`'s flags say; build logs and progress go to logw.
 func NewRealiser(st Store, opts RealiseOptions, logw io.Writer) (*realise.Realiser, error) {
-	x, err := sandbox.New(sandbox.Options{
+	x, err := newExecutor(st, opts.BuilderOptions, sandbox.Options{
 		Directories: st.Directories,
 		Blobs:       st.Blobs,
 		ScratchDir:  opts.ScratchDir,
@@ -138,9 +143,17 @@ filesystem). builtin:fetchurl derivations are fetched. Build logs stream to
 stderr, each line prefixed with the derivation's name, and are kept for
 'castor log'. The output paths are printed on stdout.
 
+Builds run in the namespace sandbox (--builder sandbox, the default), or
+each in a micro-VM of its own (--builder microvm) whose /nix/store shows
+exactly the build's inputs over castor's virtio-fs. The store's default is
+set in castor.toml in its directory:
+  [build]
+  builder = "microvm"
+
 The .drv files and their sources must be in the store, for instance with
   nix-store --export $(nix-store -qR DRV) | castor store import-export
-Needs root and /dev/fuse.`,
+The sandbox needs root and /dev/fuse; micro-VMs need QEMU (Cloud Hypervisor
+with KVM), a kernel (Debian's cloud kernel) and a static busybox.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, closeStore, err := open(cmd, false)
@@ -152,6 +165,7 @@ Needs root and /dev/fuse.`,
 		},
 	}
 	f := cmd.Flags()
+	addBuilderFlags(f, &opts.BuilderOptions)
 	f.IntVarP(&opts.Jobs, "max-jobs", "j", 1, "how many builds run at once")
 	f.BoolVarP(&opts.KeepGoing, "keep-going", "k", false, "keep building what does not depend on a failed build")
 	f.IntVar(&opts.Cores, "cores", 0, "NIX_BUILD_CORES for builds (default: the number of CPUs)")
