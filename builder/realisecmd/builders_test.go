@@ -34,7 +34,7 @@ func TestReadStoreConfig(t *testing.T) {
 	for content, wantErr := range map[string]string{
 		"[build]\nbuilder = \"docker\"\n": `builder = "docker"`,
 		"[build]\nbuildr = \"microvm\"\n": "unknown key build.buildr",
-		"[build\n":                         "castor.toml",
+		"[build\n":                        "castor.toml",
 	} {
 		os.WriteFile(filepath.Join(dir, realisecmd.ConfigFile), []byte(content), 0o644)
 		if _, err := realisecmd.ReadStoreConfig(dir); err == nil || !strings.Contains(err.Error(), wantErr) {
@@ -67,7 +67,9 @@ func TestBuilderChoice(t *testing.T) {
 	newStore := func(builder string) realisecmd.OpenFunc {
 		st := realisecmd.Store{Blobs: memory.NewBlobService(), Directories: memory.NewDirectoryService(), PathInfos: pimemory.New()}
 		st.Config.Build.Builder = builder
-		open := func(*cobra.Command, bool) (realisecmd.Store, func() error, error) { return st, func() error { return nil }, nil }
+		open := func(*cobra.Command, bool) (realisecmd.Store, func() error, error) {
+			return st, func() error { return nil }, nil
+		}
 		if _, _, err := run(t, realisecmd.NewImportExportCommand(open), stream); err != nil {
 			t.Fatal(err)
 		}
