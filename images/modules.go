@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -136,4 +137,26 @@ func readModule(path string) ([]byte, error) {
 		return io.ReadAll(r)
 	}
 	return nil, fmt.Errorf("images: module %s: unsupported compression", path)
+}
+
+// moduleSigMagic ends a signed module: the signature, a 12-byte
+// struct module_signature whose last 4 bytes are the signature's length
+// (big-endian), then this string.
+const moduleSigMagic = "~Module signature appended~\n"
+
+// StripModuleSignature returns a module without its appended signature,
+// or the module as it is when it has none (or a malformed one).
+func StripModuleSignature(b []byte) []byte {
+	if !bytes.HasSuffix(b, []byte(moduleSigMagic)) {
+		return b
+	}
+	n := len(b) - len(moduleSigMagic)
+	if n < 12 {
+		return b
+	}
+	sigLen := int(binary.BigEndian.Uint32(b[n-4 : n]))
+	if sigLen < 0 || sigLen > n-12 {
+		return b
+	}
+	return b[:n-12-sigLen]
 }

@@ -87,7 +87,8 @@ func (g *guest) run() error {
 		return err
 	}
 	t0 := time.Now()
-	if err := loadModules(ModuleList, skippedModules()); err != nil {
+	modTimes, err := loadModules(ModuleList, skippedModules())
+	if err != nil {
 		return err
 	}
 	tMods := time.Since(t0)
@@ -110,7 +111,7 @@ func (g *guest) run() error {
 	}); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
-	g.logf("modules loaded in %v", tMods.Round(time.Millisecond))
+	g.logf("modules loaded in %v:%s", tMods.Round(time.Millisecond), modTimes)
 
 	br := bufio.NewReaderSize(conn, 64<<10)
 	var buf []byte
@@ -199,30 +200,35 @@ func skippedModules() map[string]bool {
 }
 
 // loadModules loads the modules listed in path, in order, except those in
-// skip; one already loaded (or built in) is fine.
-func loadModules(path string, skip map[string]bool) error {
+// skip; one already loaded (or built in) is fine. It returns how long each
+// took, for the host's debug log.
+func loadModules(path string, skip map[string]bool) (string, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
+	var times strings.Builder
 	for _, m := range strings.Fields(string(b)) {
-		if skip[strings.TrimSuffix(filepath.Base(m), ".ko")] {
+		name := strings.TrimSuffix(filepath.Base(m), ".ko")
+		if skip[name] {
 			continue
 		}
+		t0 := time.Now()
 		fd, err := unix.Open(m, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("module %s: %w", m, err)
+			return "", fmt.Errorf("module %s: %w", m, err)
 		}
 		err = unix.FinitModule(fd, "", 0)
 		unix.Close(fd)
 		if err != nil && err != unix.EEXIST {
-			return fmt.Errorf("loading module %s: %w", m, err)
+			return "", fmt.Errorf("loading module %s: %w", m, err)
 		}
+		fmt.Fprintf(&times, " %s=%dms", name, time.Since(t0).Milliseconds())
 	}
-	return nil
+	return times.String(), nil
 }
 
 // dialHost connects to the host's control port. The vsock transport is
