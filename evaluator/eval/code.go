@@ -220,7 +220,8 @@ func (ev *Evaluator) addDynAttrs(as []Attr, dyn []dynAttr, env *Env) []Attr {
 		if nv.k == kNull {
 			continue
 		}
-		name := ev.intern(ev.forceStringNoCtx(nv, d.pos))
+		// Nix forces dynamic attribute names without a position.
+		name := ev.intern(ev.forceStringNoCtx(nv, syntax.NoPos))
 		if old := lookupAttr(as, name); old != nil {
 			ev.throw(ErrEval, d.pos, "dynamic attribute '%s' already defined at %s",
 				ev.syms.name(name), ev.fset.Position(old.Pos).Inline())
@@ -433,7 +434,8 @@ func (ev *Evaluator) keyName(k *attrKey, env *Env) Sym {
 		return k.name
 	}
 	v := k.dyn.eval(ev, env)
-	return ev.intern(ev.forceStringNoCtx(v, k.pos))
+	// Nix forces dynamic attribute names without a position.
+	return ev.intern(ev.forceStringNoCtx(v, syntax.NoPos))
 }
 
 type selectCode struct {

@@ -43,6 +43,12 @@ func (derivationCode) eval(ev *Evaluator, _ *Env) Value {
 	return c.compile(root, ev.baseScope).eval(ev, ev.baseEnv)
 }
 
+// inDerivationNix reports whether pos is in derivation.nix.
+func (ev *Evaluator) inDerivationNix(pos syntax.Pos) bool {
+	p := ev.fset.Position(pos)
+	return p.File != nil && p.File.Name == derivationNixPath
+}
+
 // Experimental features of Nix 2.8 that castor does not have; Nix 2.8
 // refuses them the same way unless they are enabled.
 const (

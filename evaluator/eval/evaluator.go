@@ -407,7 +407,9 @@ func (ev *Evaluator) unwind(e *Error, mark int) {
 					Trace{Pos: f.pos, Msg: "from call site", Call: true})
 			}
 		case frSelect:
-			if e != nil && len(e.Trace) < maxTrace {
+			// Nix leaves out selections of attributes defined in
+			// derivation.nix (strict.drvPath…).
+			if e != nil && len(e.Trace) < maxTrace && !ev.inDerivationNix((*selFrame)(f.p).attrPos) {
 				sf := (*selFrame)(f.p)
 				e.Trace = append(e.Trace, Trace{Pos: sf.attrPos, Msg: "while evaluating the attribute '" + ev.showAttrPath(sf) + "'"})
 			}

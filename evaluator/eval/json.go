@@ -70,8 +70,14 @@ func (ev *Evaluator) appendJSONValue(b []byte, v Value, strict bool, pos syntax.
 	case kFloat:
 		return append(b, syntax.FormatFloat(v.float())...)
 	}
-	ev.throw(ErrType, pos, "cannot convert %s to JSON", showType(v))
-	return nil
+	// As Nix 2.8: the error points at the value (a function's definition)
+	// and a trace line, worded as Nix words it, at where it was found.
+	errPos := pos
+	if v.k == kLambda {
+		errPos = v.closure().lam.pos
+	}
+	panic(&Error{Kind: ErrType, Msg: "cannot convert " + showType(v) + " to JSON", Pos: errPos, fset: ev.fset,
+		Trace: []Trace{{Pos: pos, Msg: "message for the trace"}}})
 }
 
 func appendJSONString(b []byte, s string) []byte {

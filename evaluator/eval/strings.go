@@ -192,23 +192,11 @@ func (ev *Evaluator) forceString(v Value, pos syntax.Pos) Value {
 func (ev *Evaluator) forceStringNoCtx(v Value, pos syntax.Pos) string {
 	v = ev.forceString(v, pos)
 	if c := v.ctx(); len(c) > 0 {
-		ev.throw(ErrEval, pos, "the string '%s' is not allowed to refer to a store path (such as '%s')", v.str(), ctxPath(c[0]))
+		ev.throw(ErrEval, pos, "the string '%s' is not allowed to refer to a store path (such as '%s')", v.str(), c[0])
 	}
 	return v.str()
 }
 
-// ctxPath returns the store path of a context element.
-func ctxPath(e string) string {
-	switch {
-	case strings.HasPrefix(e, "="):
-		return e[1:]
-	case strings.HasPrefix(e, "!"):
-		if i := strings.IndexByte(e[1:], '!'); i >= 0 {
-			return e[i+2:]
-		}
-	}
-	return e
-}
 
 // coerceToPath is Nix's coerceToPath: a string (or coercible value) that
 // must be an absolute path.
