@@ -197,7 +197,6 @@ func (ev *Evaluator) forceStringNoCtx(v Value, pos syntax.Pos) string {
 	return v.str()
 }
 
-
 // coerceToPath is Nix's coerceToPath: a string (or coercible value) that
 // must be an absolute path.
 func (ev *Evaluator) coerceToPath(pos syntax.Pos, v Value, ctx *ctxBuilder) string {
