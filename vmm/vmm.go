@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/castor-nix/castor/vmm/virtiofs"
@@ -171,6 +172,7 @@ type Machine struct {
 
 	workDir    string
 	ownWorkDir bool
+	workLock   *os.File
 
 	// Built by the create steps.
 	args       []string   // VMM arguments
@@ -548,6 +550,9 @@ func (m *Machine) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if m.workLock != nil {
+		m.workLock.Close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -627,15 +632,53 @@ func stepValidate(ctx context.Context, m *Machine) error {
 	return nil
 }
 
+// A working directory castor makes is named workDirPrefix… and holds a
+// lock file, locked while the VM lives, so that a later castor can tell
+// the directories a killed castor left behind (their VMMs died with it,
+// by the parent-death signal; their sockets stay).
+const (
+	workDirPrefix = "castor-vm-"
+	workDirLock   = ".lock"
+)
+
+// RemoveStaleWorkDirs removes the working directories in dir (castor's
+// own, castor-vm-*) whose lock nobody holds. Create does it for
+// os.TempDir() before making a new one.
+func RemoveStaleWorkDirs(dir string, log *slog.Logger) {
+	matches, _ := filepath.Glob(filepath.Join(dir, workDirPrefix+"*"))
+	for _, d := range matches {
+		f, err := os.Open(filepath.Join(d, workDirLock))
+		if err != nil {
+			continue // being set up right now, or not ours
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			if err := os.RemoveAll(d); err == nil && log != nil {
+				log.Info("vmm: removed a VM directory left by an earlier castor", "dir", d)
+			}
+		}
+		f.Close()
+	}
+}
+
 // stepWorkDir makes the private directory for sockets and fills in
 // socket paths.
 func stepWorkDir(ctx context.Context, m *Machine) error {
 	if m.cfg.WorkDir == "" {
-		d, err := os.MkdirTemp("", "castor-vm-")
+		RemoveStaleWorkDirs(os.TempDir(), m.log)
+		d, err := os.MkdirTemp("", workDirPrefix)
 		if err != nil {
 			return err
 		}
 		m.workDir, m.ownWorkDir = d, true
+		lock, err := os.OpenFile(filepath.Join(d, workDirLock), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			lock.Close()
+			return err
+		}
+		m.workLock = lock // unlocked by Close once the directory is gone
 	} else {
 		if err := os.MkdirAll(m.cfg.WorkDir, 0o700); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -115,5 +116,42 @@ func TestPanicLine(t *testing.T) {
 	}
 	if got := panicLine([]byte("all fine\n")); got != "" {
 		t.Errorf("no panic: %q", got)
+	}
+}
+
+// TestRemoveStaleWorkDirs: a working directory whose lock nobody holds
+// (left by a killed castor) goes; a locked one (a live VM), one being set
+// up (no lock yet) and other files stay.
+func TestRemoveStaleWorkDirs(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name string, lock bool) string {
+		d := filepath.Join(dir, name)
+		os.MkdirAll(d, 0o700)
+		os.WriteFile(filepath.Join(d, "vsock.sock"), nil, 0o600)
+		if lock {
+			os.WriteFile(filepath.Join(d, workDirLock), nil, 0o600)
+		}
+		return d
+	}
+	stale := mk(workDirPrefix+"stale", true)
+	live := mk(workDirPrefix+"live", true)
+	settingUp := mk(workDirPrefix+"new", false)
+	other := mk("something-else", true)
+	f, err := os.Open(filepath.Join(live, workDirLock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	RemoveStaleWorkDirs(dir, nil)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale directory kept: %v", err)
+	}
+	for _, d := range []string{live, settingUp, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s removed: %v", d, err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -161,9 +162,9 @@ func narFiles(t *testing.T, data []byte) map[string]string {
 
 // probe runs script as a build with the test inputs and returns the
 // contents of the files it wrote in $out (a directory).
-func (e *env) probe(t *testing.T, script string, network bool) (map[string]string, *builder.Build) {
+func (e *env) probe(t *testing.T, script string, network bool, env ...builder.EnvVar) (map[string]string, *builder.Build) {
 	t.Helper()
-	b := shBuild("set -u; mkdir $out; " + script)
+	b := shBuild("set -u; mkdir $out; "+script, env...)
 	b.Command[0] = "/nix/store/" + bbName + "/bin/sh"
 	b.Inputs = e.inputs(t)
 	b.Constraints.NetworkAccess = network
@@ -188,7 +189,8 @@ func sortedNames(names ...string) []string {
 	return names
 }
 
-// TestIsolation runs one build that probes its VM: it sees exactly its
+// TestIsolation runs one build that probes its VM (sized by the
+// derivation's castorVmCpus and castorVmMemory): it sees exactly its
 // inputs in /nix/store (a store path of the castore that is not an input
 // is absent), cannot modify them (not even by unmounting or as the owner
 // of the tree), runs as uid 1000 in /build with exactly the Build's
@@ -224,7 +226,9 @@ func TestIsolation(t *testing.T) {
 		`(cd /build; pwd) > pwd`,
 		`cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ' > interfaces`,
 		`ls /sys 2>/dev/null | wc -l > sys`,
-	}, "\n"), false)
+		`nproc > cpus`,
+		`sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo > memkb`,
+	}, "\n"), false, builder.EnvVar{Key: microvm.AttrCPUs, Value: "2"}, builder.EnvVar{Key: microvm.AttrMemory, Value: "384M"})
 
 	want := map[string]string{
 		"store":       strings.Join(sortedNames(bbName, dataName, linkName, outName, ".", ".."), "\n"),
@@ -248,11 +252,16 @@ func TestIsolation(t *testing.T) {
 		"etc":         "group\nhosts\npasswd",
 		"interfaces":  "lo",
 		"sys":         "0",
+		"cpus":        "2", // castorVmCpus
 	}
 	for k, v := range want {
 		if res[k] != v {
 			t.Errorf("%s = %q, want %q", k, res[k], v)
 		}
+	}
+	// castorVmMemory: 384 MiB, less what the kernel keeps for itself.
+	if kb, _ := strconv.Atoi(res["memkb"]); kb < 300<<10 || kb > 384<<10 {
+		t.Errorf("MemTotal %s kB, want a 384 MiB VM's", res["memkb"])
 	}
 	if got := strings.Fields(res["root"]); !slices.Equal(got, []string{".", "..", "build", "dev", "etc", "nix", "proc", "tmp"}) {
 		t.Errorf("/ holds %v", got)
