@@ -12,8 +12,10 @@
 // carry or drop contexts. For each derivation the .drv path and bytes, the
 // output paths and the PathInfo of every path in the closure (references,
 // NAR hash, content address) must be Nix's. testdata/errors.nix holds
-// derivations Nix refuses: castor's error reports must be Nix's, byte for
-// byte. testdata/build.nix is a small graph built with static busybox in
+// derivations (and paths to add) Nix refuses: castor's error reports must
+// be Nix's, byte for byte. testdata/values.nix prints derivation values
+// (attributes, contexts, positions, equality, JSON, XML) in read-only
+// mode. testdata/build.nix is a small graph built with static busybox in
 // both sandboxes, import from derivation included: the outputs must have
 // the same paths and NAR hashes.
 //

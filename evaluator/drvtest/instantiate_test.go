@@ -209,3 +209,26 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestValues prints derivation values (their attributes, contexts,
+// positions, equality, JSON and XML forms) with castor eval --strict and
+// nix-instantiate --eval --strict, in read-only mode: the output and the
+// warnings must be identical.
+func TestValues(t *testing.T) {
+	nix := newNixNS(t)
+	t.Setenv("NIX_PATH", "")
+	dir := testdata(t)
+	for _, args := range [][]string{{"--strict", "values.nix"}, {"--strict", "--xml", "values.nix", "-A", "multi"}} {
+		nixOut, nixErr, err := nix.output(dir, "nix-instantiate", append([]string{"--eval"}, args...)...)
+		if err != nil {
+			t.Fatalf("nix-instantiate: %v\n%s", err, nixErr)
+		}
+		out, errOut, err := newCastor().run(t, dir, "eval", args...)
+		if err != nil {
+			t.Fatalf("castor eval: %v\n%s", err, errOut)
+		}
+		if out != nixOut || errOut != nixErr {
+			t.Errorf("%v: castor printed\n%s%s\nNix printed\n%s%s", args, out, errOut, nixOut, nixErr)
+		}
+	}
+}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/nix-community/go-nix/pkg/nixbase32"
-
 	"github.com/castor-nix/castor/evaluator/evalio"
 	"github.com/castor-nix/castor/evaluator/syntax"
 	"github.com/castor-nix/castor/store/derivation"
@@ -157,7 +155,9 @@ func (ev *Evaluator) derivationStrict(pos syntax.Pos, a Value) Value {
 			prefix = "r:"
 		}
 		d.Outputs["out"] = derivation.Output{HashAlgo: prefix + h.algo, Hash: hex.EncodeToString(h.digest)}
-		ev.checkStoreName(fixedOutputBase(h, st.recursive, drvName), drvName)
+		if p := evalio.NameProblem(drvName); p != "" {
+			ev.throw(ErrEval, syntax.NoPos, "%s", (&evalio.NameError{Base: fixedOutputBase(h, st.recursive, drvName), Reason: p}).Error())
+		}
 	} else {
 		// Deferred outputs: the hash modulo masks their paths and the
 		// variables named after them.
@@ -175,7 +175,7 @@ func (ev *Evaluator) derivationStrict(pos syntax.Pos, a Value) Value {
 	aterm := d.Bytes()
 	refs := append(slices.Clone(d.InputSources), sortedKeys(d.InputDerivations)...)
 	slices.Sort(refs)
-	ev.checkStoreName(textBase(drvName+".drv", aterm, refs), drvName+".drv")
+	ev.checkName(evalio.CheckTextName(drvName+".drv", sha256.Sum256(aterm), refs))
 	drvPath, err := ev.store.AddText(ev.ctx, drvName+".drv", string(aterm), refs)
 	if err != nil {
 		ev.storeError(err, syntax.NoPos, "writing the derivation '%s'", drvName)
@@ -427,74 +427,37 @@ func (ev *Evaluator) storeError(err error, pos syntax.Pos, what string, args ...
 func (ev *Evaluator) checkOutputNames(d *derivation.Derivation) {
 	for _, o := range d.OutputNames() {
 		name := derivation.OutputPathName(d.Name, o)
-		if nixStoreNameError(name) == "" {
+		p := evalio.NameProblem(name)
+		if p == "" {
 			continue
 		}
 		hashes, err := ev.drvHasher().HashModulo(ev.ctx, d, true)
 		if err != nil {
 			ev.storeError(err, syntax.NoPos, "hashing the derivation '%s'", d.Name)
 		}
-		ev.checkStoreName(storeBase("output:"+o, hashes[o], name), name)
+		ev.throw(ErrEval, syntax.NoPos, "%s", (&evalio.NameError{Base: evalio.StoreBase("output:"+o, hashes[o], name), Reason: p}).Error())
 	}
 }
 
-// checkStoreName raises Nix's error for a store path base name whose name
-// part is not allowed.
-func (ev *Evaluator) checkStoreName(base, name string) {
-	if msg := nixStoreNameError(name); msg != "" {
-		ev.throw(ErrEval, syntax.NoPos, "store path '%s' %s", base, msg)
+// checkName raises a *evalio.NameError as an evaluation error.
+func (ev *Evaluator) checkName(err error) {
+	if err != nil {
+		ev.throw(ErrEval, syntax.NoPos, "%s", err.Error())
 	}
 }
 
-// nixStoreNameError is Nix 2.8's checkName: it returns what is wrong with
-// a store path name, or "". (Nix 2.8 allows a leading dot; castor's store
-// does not, and says so when the path is added.)
-func nixStoreNameError(name string) string {
-	if name == "" {
-		return "has an empty name"
-	}
-	if len(name) > nixpath.MaxNameLen {
-		return "has a name longer than 211 characters"
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.IndexByte("+-._?=", c) >= 0) {
-			return "contains illegal character '" + string(c) + "'"
-		}
-	}
-	return ""
-}
-
-// storeBase is "<hash>-<name>" as Nix's makeStorePath computes it, for
-// error messages about names the store path code refuses.
-func storeBase(typ string, h [sha256.Size]byte, name string) string {
-	sum := sha256.Sum256([]byte(typ + ":sha256:" + hex.EncodeToString(h[:]) + ":" + nixpath.StoreDir + ":" + name))
-	var d [nixpath.DigestSize]byte
-	for i, b := range sum {
-		d[i%nixpath.DigestSize] ^= b
-	}
-	return nixbase32.EncodeToString(d[:]) + "-" + name
-}
-
+// fixedOutputBase is the base name of a fixed output path, for messages.
 func fixedOutputBase(h nixHash, recursive bool, name string) string {
 	var d [sha256.Size]byte
 	if recursive && h.algo == "sha256" {
 		copy(d[:], h.digest)
-		return storeBase("source", d, name)
+		return evalio.StoreBase("source", d, name)
 	}
 	r := ""
 	if recursive {
 		r = "r:"
 	}
-	return storeBase("output:out", sha256.Sum256([]byte("fixed:out:"+r+h.algo+":"+hex.EncodeToString(h.digest)+":")), name)
-}
-
-func textBase(name string, contents []byte, refs []string) string {
-	typ := "text"
-	for _, r := range refs {
-		typ += ":" + r
-	}
-	return storeBase(typ, sha256.Sum256(contents), name)
+	return evalio.StoreBase("output:out", sha256.Sum256([]byte("fixed:out:"+r+h.algo+":"+hex.EncodeToString(h.digest)+":")), name)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

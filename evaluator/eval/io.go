@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/castor-nix/castor/evaluator/evalio"
 	"github.com/castor-nix/castor/evaluator/syntax"
-	"github.com/castor-nix/castor/store/nixpath"
 )
 
 // searchPathEntry is one element of the Nix search path.
@@ -168,17 +168,67 @@ func derivedPaths(c Context) []evalio.DerivedPath {
 // and returns its store path: what a path becomes in a string.
 func (ev *Evaluator) copyPathToStore(pos syntax.Pos, path string) string {
 	if strings.HasSuffix(path, ".drv") {
-		ev.throw(ErrEval, pos, "file names are not allowed to end in '.drv'")
+		ev.throw(ErrEval, syntax.NoPos, "file names are not allowed to end in '.drv'")
 	}
 	if sp, ok := ev.srcToStore[path]; ok {
 		return sp
 	}
 	sp, err := ev.store.AddPath(ev.ctx, evalio.AddPathRequest{Path: path, Name: baseNameOf(path), Recursive: true})
 	if err != nil {
-		ev.ioError(pos, err, "getting status of '%s'", path)
+		// Nix reports these without a position.
+		ev.addPathError(err, path)
 	}
 	ev.srcToStore[path] = sp
 	return sp
+}
+
+// addPathError raises an error from Store.AddPath as Nix words it.
+func (ev *Evaluator) addPathError(err error, path string) {
+	var e *Error
+	if errors.As(err, &e) {
+		panic(e) // from a filter
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		panic(err)
+	}
+	if errors.Is(err, evalio.ErrHashMismatch) {
+		ev.throw(ErrEval, syntax.NoPos, "store path mismatch in (possibly filtered) path added from '%s'", path)
+	}
+	panic(&Error{Kind: ErrIO, Msg: nixIOMessage(err), Cause: err, fset: ev.fset})
+}
+
+// nixIOMessage words a failed file operation as Nix's SysError does: what
+// was being done and C's strerror.
+func nixIOMessage(err error) string {
+	var ne *evalio.NameError
+	if errors.As(err, &ne) {
+		return ne.Error()
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	reason := pe.Err.Error()
+	var errno syscall.Errno
+	if errors.As(pe.Err, &errno) {
+		reason = errno.Error()
+	}
+	if reason != "" {
+		reason = strings.ToUpper(reason[:1]) + reason[1:]
+	}
+	switch pe.Op {
+	case "lstat", "stat", "fstatat":
+		return "getting status of '" + pe.Path + "': " + reason
+	case "open", "openat":
+		return "opening file '" + pe.Path + "': " + reason
+	case "read":
+		return "reading from file: " + reason
+	case "readlink", "readlinkat":
+		return "reading symbolic link '" + pe.Path + "': " + reason
+	case "opendir", "readdirent":
+		return "opening directory '" + pe.Path + "': " + reason
+	}
+	return err.Error()
 }
 
 func (ev *Evaluator) pathExists(path string) bool {
@@ -326,30 +376,37 @@ func init() {
 	def2("filterSource", false, func(ev *Evaluator, pos syntax.Pos, f, a Value) Value {
 		var ctx ctxBuilder
 		p := ev.coerceToPath(pos, a, &ctx)
-		if len(ctx.result()) > 0 {
-			ev.throw(ErrEval, pos, "string '%s' cannot refer to other paths", p)
+		f = ev.force(f)
+		switch f.k {
+		case kLambda, kPrimop, kPrimopApp:
+		default:
+			ev.throw(ErrType, pos, "first argument in call to 'filterSource' is not a function but %s", showType(f))
 		}
-		f = ev.forceFunction(f, pos)
-		return ev.addPath(pos, p, baseNameOf(p), f, true, "")
+		return ev.addPath(pos, p, baseNameOf(p), f, true, nil, ctx.result())
 	})
 	def1("path", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
 		args := ev.forceAttrs(a, pos)
-		var path, name, sha string
+		var path, name string
+		var expected []byte
 		var filter Value
+		var ctx ctxBuilder
 		recursive := true
 		for _, at := range args.attrs() {
 			switch at.Name {
 			case symPath:
-				var ctx ctxBuilder
 				path = ev.coerceToPath(at.Pos, at.Val, &ctx)
 			case symName:
 				name = ev.forceStringNoCtx(at.Val, at.Pos)
 			case symFilter:
-				filter = ev.forceFunction(at.Val, at.Pos)
+				filter = ev.force(at.Val)
 			case symRecursive:
 				recursive = ev.forceBool(at.Val, at.Pos)
 			case symSha256:
-				sha = ev.forceStringNoCtx(at.Val, at.Pos)
+				h, err := ev.newHashAllowEmpty(ev.forceStringNoCtx(at.Val, at.Pos), "sha256")
+				if err != nil {
+					ev.throw(ErrEval, syntax.NoPos, "%s", err.Error())
+				}
+				expected = h.digest
 			default:
 				ev.throw(ErrEval, at.Pos, "unsupported argument '%s' to 'addPath'", ev.syms.name(at.Name))
 			}
@@ -360,7 +417,7 @@ func init() {
 		if name == "" {
 			name = baseNameOf(path)
 		}
-		return ev.addPath(pos, path, name, filter, recursive, sha)
+		return ev.addPath(pos, path, name, filter, recursive, expected, ctx.result())
 	})
 	def1("storePath", false, func(ev *Evaluator, pos syntax.Pos, a Value) Value {
 		var ctx ctxBuilder
@@ -378,32 +435,29 @@ func init() {
 	})
 }
 
-// addPath is filterSource and builtins.path.
-func (ev *Evaluator) addPath(pos syntax.Pos, path, name string, filter Value, recursive bool, sha string) Value {
-	req := evalio.AddPathRequest{Path: path, Name: name, Recursive: recursive, KeepReferences: true}
-	if sha != "" {
-		h, err := nixpath.ParseHash(sha, "sha256")
-		if err != nil {
-			ev.throw(ErrEval, pos, "invalid hash '%s': %v", sha, err)
-		}
-		req.ExpectedSHA256 = h.Digest()
-	}
+// addPath is filterSource and builtins.path (Nix's addPath): the paths
+// in the context are made valid first; failures are reported "while
+// adding path".
+func (ev *Evaluator) addPath(pos syntax.Pos, path, name string, filter Value, recursive bool, expected []byte, ctx Context) Value {
+	req := evalio.AddPathRequest{Path: path, Name: name, Recursive: recursive, KeepReferences: true, ExpectedSHA256: expected}
 	if filter.k != kInvalid {
 		req.Filter = func(p string, t evalio.FileType) bool {
 			r := ev.call2(filter, Str(p), Str(t.String()), pos)
 			return ev.forceBool(r, pos)
 		}
 	}
-	sp, err := ev.store.AddPath(ev.ctx, req)
-	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			panic(e)
+	var sp string
+	ev.withTrace(pos, "while adding path '"+path+"'", func() {
+		if len(ctx) > 0 {
+			if err := ev.store.Realise(ev.ctx, derivedPaths(ctx)); err != nil {
+				ev.storeError(err, syntax.NoPos, "realising")
+			}
 		}
-		if errors.Is(err, evalio.ErrHashMismatch) {
-			ev.throw(ErrEval, pos, "store path mismatch in (possibly filtered) path added from '%s'", path)
+		var err error
+		sp, err = ev.store.AddPath(ev.ctx, req)
+		if err != nil {
+			ev.addPathError(err, path)
 		}
-		ev.ioError(pos, err, "adding '%s' to the store", path)
-	}
+	})
 	return StrCtx(sp, Context{sp})
 }

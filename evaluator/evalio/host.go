@@ -145,6 +145,9 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 		if err := checkHash(req, sum); err != nil {
 			return "", err
 		}
+		if err := CheckFixedName(true, sum, req.Name, nil); err != nil {
+			return "", err
+		}
 		sp, err := nixpath.MakeSourcePath(sum, req.Name, nil, false)
 		if err != nil {
 			return "", fmt.Errorf("adding %s: %w", req.Path, err)
@@ -160,6 +163,9 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 	}
 	sum = sha256.Sum256(data)
 	if err := checkHash(req, sum); err != nil {
+		return "", err
+	}
+	if err := CheckFixedName(false, sum, req.Name, nil); err != nil {
 		return "", err
 	}
 	sp, err := nixpath.MakeFixedOutputPath(nixpath.Flat, nixpath.SHA256Hash(sum), req.Name, nil, false)
@@ -192,6 +198,9 @@ func (h *Host) AddText(ctx context.Context, name, text string, refs []string) (s
 			return "", err
 		}
 		rs = append(rs, sp)
+	}
+	if err := CheckTextName(name, sha256.Sum256([]byte(text)), refs); err != nil {
+		return "", err
 	}
 	sp, err := nixpath.MakeTextPath(name, sha256.Sum256([]byte(text)), rs)
 	if err != nil {

@@ -299,6 +299,9 @@ func (s *Store) AddText(ctx context.Context, name, text string, refs []string) (
 		}
 		rs = append(rs, sp)
 	}
+	if err := evalio.CheckTextName(name, sha256.Sum256([]byte(text)), refs); err != nil {
+		return "", err
+	}
 	sp, err := nixpath.MakeTextPath(name, sha256.Sum256([]byte(text)), rs)
 	if err != nil {
 		return "", err
@@ -446,10 +449,17 @@ func (s *Store) AddPath(ctx context.Context, req evalio.AddPathRequest) (string,
 		// Nix cannot give a flat path references.
 		refs = nil
 	}
+	refNames := make([]string, len(refs))
+	for i, r := range refs {
+		refNames[i] = r.Absolute()
+	}
 	if req.ExpectedSHA256 != nil {
 		// A path with the expected contents is not read again (as Nix).
 		var d [sha256.Size]byte
 		copy(d[:], req.ExpectedSHA256)
+		if err := evalio.CheckFixedName(req.Recursive, d, req.Name, refNames); err != nil {
+			return "", err
+		}
 		sp, err := nixpath.MakeFixedOutputPath(method, nixpath.SHA256Hash(d), req.Name, refs, false)
 		if err != nil {
 			return "", fmt.Errorf("adding '%s': %w", req.Path, err)
@@ -478,6 +488,9 @@ func (s *Store) AddPath(ctx context.Context, req evalio.AddPathRequest) (string,
 	if req.ExpectedSHA256 != nil && !bytes.Equal(req.ExpectedSHA256, sum[:]) {
 		return "", fmt.Errorf("store path mismatch in (possibly filtered) path added from '%s': expected sha256 %x, got %x: %w",
 			req.Path, req.ExpectedSHA256, sum, evalio.ErrHashMismatch)
+	}
+	if err := evalio.CheckFixedName(req.Recursive, sum, req.Name, refNames); err != nil {
+		return "", err
 	}
 	sp, err := nixpath.MakeFixedOutputPath(method, nixpath.SHA256Hash(sum), req.Name, refs, false)
 	if err != nil {

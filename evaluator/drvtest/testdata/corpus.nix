@@ -18,6 +18,7 @@ let
   fromTextRef = builtins.path { path = textRef; name = "from-text-ref"; };
   belowSource = builtins.path { path = "${tree}/sub"; name = "below-source"; };
   filteredFromStore = builtins.path { path = "${tree}"; name = "filtered-from-store"; filter = p: t: t != "directory"; };
+  filterContext = builtins.filterSource (p: t: true) "${./src}";
 
   a = mk { name = "a"; args = [ "-c" "echo a > $out" ]; };
   multi = mk { name = "multi"; outputs = [ "out" "dev" "lib" ]; };
@@ -50,7 +51,7 @@ in rec {
   discardAll = mk { name = "discard-all"; d = builtins.unsafeDiscardStringContext "${a} ${multi.dev}"; };
   sources = mk {
     name = "sources";
-    inherit hello tree text textRef filtered noLinks typesSeen flatSrc hashedSrc hashedFlat fromTextRef belowSource filteredFromStore;
+    inherit hello tree text textRef filtered noLinks typesSeen flatSrc hashedSrc hashedFlat fromTextRef belowSource filteredFromStore filterContext;
   };
   builderPath = derivation { name = "builder-path"; inherit system; builder = ./src/tree/exec.sh; };
   builderDrv = derivation { name = "builder-drv"; inherit system; builder = "${a}/bin/sh"; args = [ "${multi.dev}" ]; };

@@ -50,4 +50,19 @@ in
   toFileDrvPath = builtins.toFile "x" a.drvPath;
   throwInAttr = mk { name = "x"; foo = throw "boom"; };
   deepThrow = mk { name = "x"; foo = [ 1 (throw "deep") ]; };
+  pathMissing = builtins.path { path = ./nonexistent; };
+  pathHashMismatch = builtins.path { path = ./src/hello.txt; sha256 = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; };
+  pathFlatHashMismatch = builtins.path { path = ./src/hello.txt; recursive = false; sha256 = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; };
+  pathEmptyHash = builtins.path { path = ./src/hello.txt; sha256 = ""; };
+  pathBadHash = builtins.path { path = ./src/hello.txt; sha256 = "abc"; };
+  pathOtherHash = builtins.path { path = ./src/hello.txt; sha256 = "sha1:aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"; };
+  pathBadArg = builtins.path { path = ./src; foo = 1; };
+  pathNoPath = builtins.path { name = "x"; };
+  pathBadName = builtins.path { path = ./src; name = "a b"; };
+  pathFlatDir = builtins.path { path = ./src; recursive = false; };
+  filterNotBool = builtins.filterSource (p: t: 1) ./src;
+  filterThrows = builtins.filterSource (p: t: throw "no") ./src;
+  filterNotFunction = builtins.filterSource 1 ./src;
+  literalMissing = "${./nonexistent}";
+  literalDrv = "${./src/x.drv}";
 }
