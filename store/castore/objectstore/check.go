@@ -28,7 +28,8 @@ func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
 		return nil, err
 	}
 	var problems []Problem
-	present := make(map[castore.Digest]bool) // chunks found plausible
+	present := make(map[castore.Digest]bool)  // chunks found plausible
+	verified := make(map[castore.Digest]bool) // chunks a chunk list led to
 	chunkOK := func(d castore.Digest) error {
 		if present[d] {
 			return nil
@@ -60,11 +61,42 @@ func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
 				return problems, err
 			}
 			d, err := castore.ParseDigest(n.Name())
-			if err != nil || shard.Name() != n.Name()[:4] {
+			if err != nil || shard.Name() != n.Name()[:shardHex] {
 				problems = append(problems, Problem{Err: fmt.Errorf("%w: stray file %s in %s", castore.ErrCorrupt, n.Name(), blobsDir)})
 				continue
 			}
-			if err := s.checkBlob(ctx, d, deep, chunkOK); err != nil {
+			if err := s.checkBlob(ctx, d, deep, chunkOK, verified); err != nil {
+				problems = append(problems, Problem{Blob: d, Err: err})
+			}
+		}
+	}
+	if !deep {
+		return problems, nil
+	}
+	// One-chunk blobs have no chunk list: they are their chunk files.
+	// Read every chunk no list led to (they verify as they load).
+	shards, err = os.ReadDir(filepath.Join(s.root, chunksDir))
+	if err != nil {
+		return nil, fmt.Errorf("objectstore: check: %w", err)
+	}
+	for _, shard := range shards {
+		names, err := os.ReadDir(filepath.Join(s.root, chunksDir, shard.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("objectstore: check: %w", err)
+		}
+		for _, n := range names {
+			if err := ctx.Err(); err != nil {
+				return problems, err
+			}
+			d, err := castore.ParseDigest(n.Name())
+			if err != nil || shard.Name() != n.Name()[:shardHex] {
+				problems = append(problems, Problem{Err: fmt.Errorf("%w: stray file %s in %s", castore.ErrCorrupt, n.Name(), chunksDir)})
+				continue
+			}
+			if verified[d] {
+				continue
+			}
+			if _, err := s.loadChunk(d, -1); err != nil {
 				problems = append(problems, Problem{Blob: d, Err: err})
 			}
 		}
@@ -74,13 +106,17 @@ func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
 
 // checkBlob checks one blob: its chunk list and chunk files, and with deep
 // its contents, read as a reader would (each chunk and the whole verified).
-func (s *Store) checkBlob(ctx context.Context, d castore.Digest, deep bool, chunkOK func(castore.Digest) error) error {
+func (s *Store) checkBlob(ctx context.Context, d castore.Digest, deep bool, chunkOK func(castore.Digest) error, verified map[castore.Digest]bool) error {
 	refs, err := s.readChunkList(d)
 	if err != nil {
 		return err
 	}
 	if refs == nil {
 		refs = []chunkRef{{digest: d}}
+	}
+	// Whatever this finds about these chunks is reported here, once.
+	for _, c := range refs {
+		verified[c.digest] = true
 	}
 	for _, r := range refs {
 		if err := chunkOK(r.digest); err != nil {

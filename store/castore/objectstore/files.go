@@ -32,17 +32,25 @@ const (
 	quarantineDir = "corrupt"
 )
 
-// shardPath returns <root>/<dir>/<hex of first 2 bytes>/<hex digest>.
+// shardHex is how many hex digits of the digest name a shard directory:
+// 2 (256 shards). Snix uses 4 (65536 shards); on the ext4 disks measured
+// here a directory costs about 0.3 ms to create, and a fresh store of 20k
+// blobs then spent a third of its time making some 18k shard directories
+// for each of chunks/ and blobs/. 256 shards keep directories small enough
+// (ext4's htree handles millions of entries) and are created once.
+const shardHex = 2
+
+// shardPath returns <root>/<dir>/<hex of first byte>/<hex digest>.
 func shardPath(root, dir string, d castore.Digest) string {
 	var b strings.Builder
-	b.Grow(len(root) + len(dir) + 2 + 4 + 1 + 64)
+	b.Grow(len(root) + len(dir) + 2 + shardHex + 1 + 64)
 	b.WriteString(root)
 	b.WriteByte('/')
 	b.WriteString(dir)
 	b.WriteByte('/')
 	var h [64]byte
 	hex.Encode(h[:], d[:])
-	b.Write(h[:4])
+	b.Write(h[:shardHex])
 	b.WriteByte('/')
 	b.Write(h[:])
 	return b.String()
@@ -51,15 +59,15 @@ func shardPath(root, dir string, d castore.Digest) string {
 func (s *Store) chunkPath(d castore.Digest) string { return shardPath(s.root, chunksDir, d) }
 func (s *Store) blobPath(d castore.Digest) string  { return shardPath(s.root, blobsDir, d) }
 
-// shardSet remembers which shard directories (<hex of digest[:2]>) are
+// shardSet remembers which shard directories (<hex of digest[0]>) are
 // known to exist, so that a writer creates each at most once per process
 // instead of first failing to rename into it. Shard directories are never
 // removed; if one is anyway, renameMkdir recreates it.
-type shardSet [65536 / 64]atomic.Uint64
+type shardSet [256 / 64]atomic.Uint64
 
 // ensure creates the shard directory of d under root/dir unless known.
 func (ss *shardSet) ensure(root, dir string, d castore.Digest) error {
-	i := int(d[0])<<8 | int(d[1])
+	i := int(d[0])
 	word, bit := &ss[i/64], uint64(1)<<(i%64)
 	if word.Load()&bit != 0 {
 		return nil

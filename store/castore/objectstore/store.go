@@ -322,7 +322,18 @@ func (s *Store) StatBlob(ctx context.Context, d castore.Digest) (*castore.BlobSt
 		return nil, fmt.Errorf("objectstore: stat blob %s: %w", d, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("blob %s: %w", d, castore.ErrNotFound)
+		// No chunk list: a one-chunk blob is its chunk file alone.
+		n, err := s.singleChunkSize(d)
+		if errors.Is(err, errNoChunk) {
+			if s.quarantined(d) {
+				return nil, fmt.Errorf("blob %s: %w: its chunk was damaged and moved aside", d, castore.ErrCorrupt)
+			}
+			return nil, fmt.Errorf("blob %s: %w", d, castore.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &castore.BlobStat{Size: uint64(n)}, nil
 	}
 	if size == 0 {
 		n, err := s.singleChunkSize(d)
@@ -356,6 +367,9 @@ func (s *Store) StatBlob(ctx context.Context, d castore.Digest) (*castore.BlobSt
 	return st, nil
 }
 
+// errNoChunk marks a missing chunk file in singleChunkSize's errors.
+var errNoChunk = errors.New("no chunk file")
+
 // singleChunkSize returns the size of the blob d stored as one chunk: from
 // the cache, or the content size in the chunk's frame header, or, for
 // frames that do not declare it, by decompressing the chunk.
@@ -366,7 +380,7 @@ func (s *Store) singleChunkSize(d castore.Digest) (int64, error) {
 	var head [32]byte
 	n, err := readHead(s.chunkPath(d), head[:])
 	if err == errNoFile {
-		return 0, fmt.Errorf("blob %s: %w: its chunk file is missing", d, castore.ErrCorrupt)
+		return 0, fmt.Errorf("blob %s: %w: its chunk file is missing (%w)", d, castore.ErrCorrupt, errNoChunk)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("objectstore: blob %s: %w", d, err)
@@ -412,6 +426,9 @@ func (s *Store) OpenBlob(ctx context.Context, d castore.Digest) (castore.BlobRea
 		return nil, err
 	}
 	refs, err := s.readChunkList(d)
+	if errors.Is(err, castore.ErrNotFound) && s.quarantined(d) {
+		return nil, fmt.Errorf("blob %s: %w: its chunk was damaged and moved aside; write the content again to repair it", d, castore.ErrCorrupt)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -420,6 +437,15 @@ func (s *Store) OpenBlob(ctx context.Context, d castore.Digest) (castore.BlobRea
 		return nil, fmt.Errorf("blob %s: %w: its chunk file is missing", d, castore.ErrCorrupt)
 	}
 	return s.newChunkedReader(d, refs), nil
+}
+
+// quarantined reports whether a damaged chunk file of digest d was moved
+// aside. A one-chunk blob is only its chunk file, so this is how a damaged
+// one stays an ErrCorrupt instead of turning into a plain miss. Only
+// looked at on a miss.
+func (s *Store) quarantined(d castore.Digest) bool {
+	_, err := os.Lstat(filepath.Join(s.root, quarantineDir, d.Hex()))
+	return err == nil
 }
 
 // loadChunk returns chunk d, verified, through the cache. size is its

@@ -239,6 +239,10 @@ func (w *blobWriter) commitPipeline() (castore.Digest, error) {
 			return castore.Digest{}, fmt.Errorf("objectstore: encode chunk list: %w", err)
 		}
 	}
+	if list == nil {
+		// A one-chunk blob is its chunk file, visible since its rename.
+		return d, nil
+	}
 	if err := w.s.putBlobFile(d, list); err != nil {
 		return castore.Digest{}, err
 	}
@@ -279,10 +283,8 @@ func (s *Store) putSmall(ctx context.Context, data []byte) (castore.Digest, erro
 	if err := ctx.Err(); err != nil {
 		return castore.Digest{}, err
 	}
+	// A one-chunk blob is its chunk file: no chunk list to write.
 	if err := s.putChunk(d, data, true); err != nil {
-		return castore.Digest{}, err
-	}
-	if err := s.putBlobFile(d, nil); err != nil {
 		return castore.Digest{}, err
 	}
 	return d, nil
