@@ -28,8 +28,12 @@ timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null; cat "$work/t
 nix_t=(); castor_t=(); nix_rss=(); castor_rss=()
 for i in $(seq "$RUNS"); do
   rm -rf "$work/nixstore" "$work/castorstore"
+  # Flush first: castor syncs its blobs before recording a path (syncfs
+  # flushes the whole file system), Nix does not sync store contents.
+  sync
   read -r t m < <(timed nix-store --store "$work/nixstore" --add "$work/tree")
   nix_t+=("$t"); nix_rss+=("$m")
+  sync
   read -r t m < <(timed env CASTOR_HOME="$work/castorstore" "$work/castor" store add "$work/tree")
   castor_t+=("$t"); castor_rss+=("$m")
 done
