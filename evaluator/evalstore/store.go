@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -347,20 +348,15 @@ func (s *Store) addFile(ctx context.Context, r io.Reader, size int64) (*addedFil
 	defer bw.Close()
 	contents := sha256.New()
 	narHash := &countingHash{h: sha256.New()}
-	nw := nar.NewWriter(narHash)
-	if err := nw.WriteHeader(&nar.Header{Path: "/", Type: nar.TypeRegular, Size: size}); err != nil {
-		return nil, err
-	}
-	n, err := io.Copy(io.MultiWriter(bw, contents, nw), r)
+	narHash.Write(fileNARHeader(size))
+	n, err := io.Copy(io.MultiWriter(bw, contents, narHash), r)
 	if err != nil {
 		return nil, err
 	}
 	if n != size {
 		return nil, fmt.Errorf("size changed while reading: %d bytes, expected %d", n, size)
 	}
-	if err := nw.Close(); err != nil {
-		return nil, err
-	}
+	narHash.Write(fileNARTrailer(size))
 	d, err := bw.Commit()
 	if err != nil {
 		return nil, err
@@ -369,6 +365,28 @@ func (s *Store) addFile(ctx context.Context, r io.Reader, size int64) (*addedFil
 	contents.Sum(f.sha256[:0])
 	narHash.h.Sum(f.narSHA256[:0])
 	return f, nil
+}
+
+// fileNARHeader and fileNARTrailer surround the contents of a
+// non-executable regular file to make its NAR (TestFileNAR checks them
+// against nar.Writer). They spare small files nar.Writer's buffers.
+func fileNARHeader(size int64) []byte {
+	var b []byte
+	for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents"} {
+		b = narString(b, s)
+	}
+	return binary.LittleEndian.AppendUint64(b, uint64(size))
+}
+
+func fileNARTrailer(size int64) []byte {
+	b := make([]byte, (8-size%8)%8)
+	return narString(b, ")")
+}
+
+func narString(b []byte, s string) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(s)))
+	b = append(b, s...)
+	return append(b, make([]byte, (8-len(s)%8)%8)...)
 }
 
 type countingHash struct {
