@@ -42,6 +42,22 @@
 // interpolation, builtins.path, filterSource, toFile) and realising
 // store paths for import from derivation.
 //
+// # Derivations
+//
+// derivationStrict (derivation.go) is Nix 2.8's: it walks the attributes
+// in name order into the environment (or __json with structured
+// attributes), turns the string context of everything it read into the
+// inputs (a "=" context brings the whole closure of a .drv, as Nix does),
+// computes the output paths with store/derivation's Hasher (fixed outputs
+// from their hash, in any form Nix accepts: hash.go) and writes the .drv
+// through the Store as a text path. The Hasher reads input derivations
+// from the ones this evaluation made (a store-less evaluation never writes
+// them), else from the Store. builtins.derivation is Nix 2.8's
+// derivation.nix (builtin/derivation.nix), compiled on first use under
+// the name Nix gives it, so positions and traces read as Nix's.
+// Derivations (drvinfo.go) is getDerivations, which `castor instantiate`
+// and `castor build` use to find the derivations a value stands for.
+//
 // An Evaluator is single-threaded; values belong to the Evaluator that
 // made them.
 package eval
