@@ -62,3 +62,17 @@ func TestStripModuleSignature(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStripModuleSignature: whatever the bytes, the result is a prefix of
+// them and stripping is idempotent on it.
+func FuzzStripModuleSignature(f *testing.F) {
+	f.Add([]byte("~Module signature appended~\n"))
+	f.Add(append(append([]byte("ELF...sig"), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3), "~Module signature appended~\n"...))
+	f.Add([]byte("plain module"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := images.StripModuleSignature(b)
+		if len(got) > len(b) || !bytes.Equal(got, b[:len(got)]) {
+			t.Fatalf("result is not a prefix of the input")
+		}
+	})
+}
