@@ -159,6 +159,15 @@ in rec {
     pathPlus = "${./src}" + "/hello.txt";
     pathConcat = ./src + "/hello.txt";
     storePathStr = builtins.toString "${tree}";
+    replUnused = builtins.replaceStrings [ "zzz" ] [ "${multi.lib}" ] "abc";
+    replFrom = builtins.replaceStrings [ "${chain1}" ] [ "x" ] "${chain1}/bin";
+    toPath = builtins.toPath "${a}/bin";
+    toStringSet = toString { __toString = self: "${self.x}!"; x = chain2; };
+    outPathSet = "${{ outPath = "${chain3}"; }}";
+    concatLists = builtins.concatStringsSep "" (builtins.concatLists [ [ "${a}" ] [ ] ]);
+    attrNamesCtx = builtins.concatStringsSep "," (builtins.attrNames { "${builtins.unsafeDiscardStringContext a}" = 1; });
+    elemAt = builtins.elemAt [ "${multi.dev}" ] 0;
+    fromToJSON = (builtins.fromJSON (builtins.unsafeDiscardStringContext (builtins.toJSON { x = a; }))).x;
     ext = "${tree}/a";
   };
   fetch = import <nix/fetchurl.nix> {
