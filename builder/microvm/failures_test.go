@@ -81,12 +81,17 @@ func TestRealiseFailures(t *testing.T) {
 	}
 	logs := &realise.MemoryLogs{}
 	ctx := context.Background()
-	// The hanging build on its own, with a timeout short enough for a
-	// test and long enough for a loaded machine to boot a VM.
-	hr := realise.New(cs.st, realise.Options{Executor: builder.Limit(x, builder.Limits{Timeout: 10 * time.Second}), Logs: logs, Output: &lockedWriter{t: t}})
-	_, herr := hr.Realise(ctx, c.drvs("hangs"))
+	// The hanging build with a timeout of its own (long enough for a
+	// loaded machine to boot a VM), alongside the others.
+	hangErr := make(chan error, 1)
+	go func() {
+		hr := realise.New(cs.st, realise.Options{Executor: builder.Limit(x, builder.Limits{Timeout: 20 * time.Second}), Logs: logs, Output: &lockedWriter{t: t}})
+		_, err := hr.Realise(ctx, c.drvs("hangs"))
+		hangErr <- err
+	}()
 	r := realise.New(cs.st, realise.Options{Executor: builder.Limit(x, builder.Limits{Timeout: 5 * time.Minute}), Jobs: 2, KeepGoing: true, Logs: logs, Output: &lockedWriter{t: t}})
 	results, err := r.Realise(ctx, c.drvs("fine", "fails", "fillsScratch", "panics"))
+	herr := <-hangErr
 	if err == nil || herr == nil {
 		t.Fatalf("no error: %v / %v", err, herr)
 	}
@@ -96,7 +101,7 @@ func TestRealiseFailures(t *testing.T) {
 	for _, want := range []string{
 		"builder for '" + c.attrs["fails"] + "' failed with exit code 3;",
 		"> log line 20\n", "> to stderr\n",
-		"building '" + c.attrs["hangs"] + "': build timed out after 10s",
+		"building '" + c.attrs["hangs"] + "': build timed out after 20s",
 		"> about to hang\n",
 		"builder for '" + c.attrs["fillsScratch"] + "' failed with exit code 1",
 		"No space left on device",
