@@ -90,6 +90,9 @@ type Nix struct {
 	// Root is the chroot store's directory: paths are named /nix/store/…
 	// but live under Root/nix/store.
 	Root string
+	// mounted: commands run in a private mount namespace with Root/nix
+	// bound over /nix, instead of with --store Root.
+	mounted bool
 }
 
 // NewNix skips unless Nix is installed and returns a runner with a fresh
@@ -98,6 +101,44 @@ func NewNix(t testing.TB) *Nix {
 	t.Helper()
 	RequireBinary(t, "nix-store")
 	return &Nix{t: t, Root: t.TempDir()}
+}
+
+// NewNixMounted is NewNix for tests that need Nix to behave exactly as
+// with its own /nix/store: each command runs in a private mount namespace
+// where Root/nix is bound over /nix (the host's /nix is untouched). A
+// chroot store (--store DIR) differs in small ways: for instance, it
+// resolves store paths in strings with a context to their real location
+// under DIR before adding them, so builtins.path of such a path loses the
+// references Nix keeps otherwise. Needs root and unshare(1).
+func NewNixMounted(t testing.TB) *Nix {
+	t.Helper()
+	RequireBinary(t, "nix-store")
+	RequireBinary(t, "unshare")
+	RequireRoot(t)
+	if fi, err := os.Stat("/nix"); err != nil || !fi.IsDir() {
+		t.Skipf("needs a /nix directory to bind the throw-away store over: %v", err)
+	}
+	n := &Nix{t: t, Root: t.TempDir(), mounted: true}
+	if err := os.MkdirAll(filepath.Join(n.Root, "nix"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Command returns the command that runs a Nix command (nix-store, nix,
+// nix-instantiate…) against the throw-away store, for callers that need
+// its stderr or a working directory.
+func (n *Nix) Command(name string, args ...string) *exec.Cmd {
+	var cmd *exec.Cmd
+	if n.mounted {
+		full := append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", `mount --bind "$0" /nix && exec "$@"`,
+			filepath.Join(n.Root, "nix"), name}, args...)
+		cmd = exec.Command("unshare", full...)
+	} else {
+		cmd = exec.Command(name, append([]string{"--store", n.Root}, args...)...)
+	}
+	cmd.Env = n.Env()
+	return cmd
 }
 
 // Env returns the environment for Nix commands.
@@ -120,9 +161,7 @@ func (n *Nix) Run(name string, args ...string) string {
 // Output runs a Nix command with stdin and returns stdout; the error
 // includes stderr.
 func (n *Nix) Output(stdin []byte, name string, args ...string) ([]byte, error) {
-	full := append([]string{"--store", n.Root}, args...)
-	cmd := exec.Command(name, full...)
-	cmd.Env = n.Env()
+	cmd := n.Command(name, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

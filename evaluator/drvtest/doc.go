@@ -20,8 +20,8 @@
 // the same paths and NAR hashes.
 //
 // Nix runs in a private mount namespace with a throw-away /nix bound over
-// the host's, so that it behaves as with a real /nix/store (a chroot
-// store, --store DIR, treats paths in strings with a context differently
-// when it adds them). That needs root and unshare(1); the tests skip
-// without them.
+// the host's (testenv.NewNixMounted), so that it behaves as with a real
+// /nix/store (a chroot store, --store DIR, treats paths in strings with a
+// context differently when it adds them). That needs root and unshare(1);
+// the tests skip without them.
 package drvtest

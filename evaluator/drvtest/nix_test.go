@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,35 +19,24 @@ import (
 )
 
 // nixNS runs Nix 2.8 with a throw-away /nix bound over the host's in a
-// private mount namespace: a store that behaves as /nix/store does.
+// private mount namespace (testenv.NewNixMounted): a store that behaves
+// as /nix/store does.
 type nixNS struct {
-	t    testing.TB
-	root string // holds nix/store and nix/var
+	*testenv.Nix
+	t testing.TB
 }
 
 func newNixNS(t testing.TB) *nixNS {
 	t.Helper()
 	testenv.RequireBinary(t, "nix-instantiate")
-	testenv.RequireBinary(t, "unshare")
-	testenv.RequireRoot(t)
-	if _, err := os.Stat("/nix"); err != nil {
-		t.Skipf("needs a /nix directory to bind the throw-away store over: %v", err)
-	}
-	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "nix"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return &nixNS{t: t, root: root}
+	return &nixNS{Nix: testenv.NewNixMounted(t), t: t}
 }
 
-// output runs a Nix command in the namespace and returns its stdout and
-// stderr.
+// output runs a Nix command in dir and returns its stdout and stderr.
 func (n *nixNS) output(dir string, name string, args ...string) (string, string, error) {
-	full := append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", `mount --bind "$0" /nix && exec "$@"`,
-		filepath.Join(n.root, "nix"), name}, args...)
-	cmd := exec.Command("unshare", full...)
+	cmd := n.Command(name, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NIX_CONFIG="+testenv.NixConfig, "NIX_REMOTE=", "NIX_PATH=", "HOME="+n.root)
+	cmd.Env = append(cmd.Env, "NIX_PATH=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -68,9 +54,7 @@ func (n *nixNS) run(dir string, name string, args ...string) string {
 }
 
 // realPath is where the namespace's /nix/store/… lives on the host.
-func (n *nixNS) realPath(storePath string) string {
-	return filepath.Join(n.root, storePath)
-}
+func (n *nixNS) realPath(storePath string) string { return n.RealPath(storePath) }
 
 type nixPathInfo struct {
 	Path       string   `json:"path"`
