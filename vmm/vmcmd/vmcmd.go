@@ -247,10 +247,13 @@ func Run(ctx context.Context, st Store, argv []string, o Options, stdout, stderr
 }
 
 // timeoutOr turns an error caused by the timeout into ErrTimeout (status
-// 124).
+// 124), and one caused by an interruption (^C) into that (status 130).
 func timeoutOr(ctx context.Context, code int, err error) (int, error) {
-	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrTimeout) {
-		return 124, fmt.Errorf("vm run: %w: the VM was killed", cause)
+	if cause := context.Cause(ctx); cause != nil {
+		if errors.Is(cause, ErrTimeout) {
+			return 124, fmt.Errorf("vm run: %w: the VM was killed", cause)
+		}
+		return 130, fmt.Errorf("vm run: interrupted (%v): the VM was killed", cause)
 	}
 	return code, fmt.Errorf("vm run: %w", err)
 }
