@@ -232,3 +232,34 @@ func TestValues(t *testing.T) {
 		}
 	}
 }
+
+// TestInstantiateCommand runs castor instantiate and nix-instantiate with
+// the same command lines (attribute paths, automatic arguments, values
+// that are not derivations, nested sets and lists): stdout and stderr
+// must be identical but for Nix's warning about GC roots.
+func TestInstantiateCommand(t *testing.T) {
+	nix := newNixNS(t)
+	t.Setenv("NIX_PATH", "")
+	dir := testdata(t)
+	for _, args := range [][]string{
+		{"corpus.nix", "-A", "a", "-A", "multi", "-A", "multiDev", "-A", "multi.lib"},
+		{"corpus.nix", "-A", "deps.all.1"},
+		{"-E", "(import ./corpus.nix).multi.all"},
+		{"-E", "{ a = { recurseForDerivations = true; b = (import ./corpus.nix).a; c.d = (import ./corpus.nix).chain1; }; e = null; f = (import ./corpus.nix).a; \"g h\" = (import ./corpus.nix).chain2; }"},
+		{"-E", "[ (import ./corpus.nix).chain2 [ (import ./corpus.nix).chain3 ] ]"},
+		{"--arg", "x", "(import ./corpus.nix).chain1", "--argstr", "y", "z", "-E", "{ x, y, ... }: [ x ]"},
+		{"-E", "{ x }: x"},
+		{"-E", "1"},
+		{"-E", "[ 1 ]"},
+		{"-E", "{ a = 1; }"},
+		{"corpus.nix", "-A", "nope"},
+		{"-E", "{ type = \"derivation\"; }"},
+		{"-E", "(import ./corpus.nix).a", "-E", "(import ./corpus.nix).chain1"},
+	} {
+		nixOut, nixErr, nixRunErr := nix.output(dir, "nix-instantiate", args...)
+		out, errOut, err := newCastor().run(t, dir, "instantiate", args...)
+		if out != nixOut || errOut != strings.Replace(nixErr, gcWarning, "", 1) || (err == nil) != (nixRunErr == nil) {
+			t.Errorf("%q:\ncastor (%v):\n%s%s\nNix (%v):\n%s%s", args, err, out, errOut, nixRunErr, nixOut, nixErr)
+		}
+	}
+}

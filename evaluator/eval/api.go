@@ -78,11 +78,12 @@ func (ev *Evaluator) autoCall(v Value, args *AutoArgs) Value {
 }
 
 func (ev *Evaluator) missingAutoArg(fm formalCode) {
-	ev.throw(ErrEval, fm.pos, "cannot evaluate a function that has an argument without a value ('%s')\n"+
+	// Nix 2.8's words, blank line and manual link included.
+	ev.throw(ErrEval, fm.pos, "cannot evaluate a function that has an argument without a value ('%s')\n\n"+
 		"Nix attempted to evaluate a function as a top level expression; in\n"+
 		"this case it must have its arguments supplied either by default\n"+
 		"values, or passed explicitly with '--arg' or '--argstr'. See\n"+
-		"https://nixos.org/manual/nix/stable/expressions/language-constructs.html#functions.",
+		"https://nixos.org/manual/nix/stable/#ss-functions.",
 		ev.syms.name(fm.name))
 }
 
