@@ -134,11 +134,18 @@ func (h *Host) ReadLink(ctx context.Context, path string) (string, error) {
 
 // AddPath implements Store by hashing the tree as a NAR.
 func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) {
-	src, _, _ := h.resolve(req.Path)
+	src, text, ok := h.resolve(req.Path)
+	isText := ok && src == ""
 	var sum [sha256.Size]byte
 	if req.Recursive {
 		hw := sha256.New()
-		if err := dumpNAR(ctx, hw, src, src, req.Filter); err != nil {
+		if isText {
+			// A text path this Host computed: the NAR of a regular file.
+			nw := &narWriter{w: hw}
+			for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents", text, ")"} {
+				nw.str(s)
+			}
+		} else if err := dumpNAR(ctx, hw, src, src, req.Filter); err != nil {
 			return "", err
 		}
 		copy(sum[:], hw.Sum(nil))
@@ -152,14 +159,15 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 		if err != nil {
 			return "", fmt.Errorf("adding %s: %w", req.Path, err)
 		}
-		h.mu.Lock()
-		h.sources[sp.Absolute()] = src
-		h.mu.Unlock()
+		h.remember(sp.Absolute(), src, text, isText)
 		return sp.Absolute(), nil
 	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
+	data := []byte(text)
+	if !isText {
+		var err error
+		if data, err = os.ReadFile(src); err != nil {
+			return "", err
+		}
 	}
 	sum = sha256.Sum256(data)
 	if err := checkHash(req, sum); err != nil {
@@ -172,10 +180,21 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("adding %s: %w", req.Path, err)
 	}
-	h.mu.Lock()
-	h.sources[sp.Absolute()] = src
-	h.mu.Unlock()
+	h.remember(sp.Absolute(), src, text, isText)
 	return sp.Absolute(), nil
+}
+
+// remember records where reads below a computed path go: the source, or
+// the text of a text path copied.
+func (h *Host) remember(sp, src, text string, isText bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if isText {
+		h.texts[sp] = text
+		h.textRefs[sp] = nil
+		return
+	}
+	h.sources[sp] = src
 }
 
 func checkHash(req AddPathRequest, sum [sha256.Size]byte) error {

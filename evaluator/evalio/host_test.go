@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/castor-nix/castor/e2e/testenv"
@@ -96,5 +97,38 @@ func TestFlatAndText(t *testing.T) {
 	}
 	if _, err := NewHost().ReadFile(context.Background(), "/nonexistent/x"); !os.IsNotExist(err) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestCopyOfText adds a copy of a text path the Host computed (as
+// builtins.path of a toFile result does), NAR-hashed and flat, and checks
+// the paths against Nix's read-write mode and the copies' contents and
+// references.
+func TestCopyOfText(t *testing.T) {
+	nix := testenv.NewNix(t)
+	ctx := context.Background()
+	h := NewHost()
+	text, err := h.AddText(ctx, "t", "hello", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rec := range []bool{true, false} {
+		p, err := h.AddPath(ctx, AddPathRequest{Path: text, Name: "copy", Recursive: rec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := h.ReadFile(ctx, p); err != nil || string(b) != "hello" {
+			t.Fatalf("copy %s reads %q, %v", p, b, err)
+		}
+		if refs, err := h.References(ctx, p); err != nil || len(refs) != 0 {
+			t.Fatalf("copy %s refers to %v, %v", p, refs, err)
+		}
+		got = append(got, `"`+p+`"`)
+	}
+	want := nix.Run("nix-instantiate", "--eval", "--read-write-mode", "-E",
+		`let t = builtins.toFile "t" "hello"; in builtins.concatStringsSep " " (map (r: "\"${builtins.path { path = t; name = "copy"; recursive = r; }}\"") [ true false ])`)
+	if `"`+strings.Join(got, " ")+`"` != strings.ReplaceAll(want, `\"`, `"`) {
+		t.Fatalf("copies at %v, Nix %s", got, want)
 	}
 }
