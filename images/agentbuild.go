@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // AgentPackage is the guest agent's main package, relative to the module
@@ -94,10 +95,12 @@ func BuildAgent(ctx context.Context, cacheDir string) (string, error) {
 }
 
 // keepAgents is how many built agents the cache keeps (one per castor
-// binary that ran; the oldest go).
+// binary that ran; the oldest go, but none built in the last hour, which
+// another castor may be about to read).
 const keepAgents = 4
 
-// pruneAgents removes all but the keep most recently built agents.
+// pruneAgents removes all but the keep most recently built agents, and
+// none younger than an hour.
 func pruneAgents(cacheDir string, keep int) {
 	dirs, _ := filepath.Glob(filepath.Join(cacheDir, "agent-*"))
 	type aged struct {
@@ -114,8 +117,11 @@ func pruneAgents(cacheDir string, keep int) {
 		return
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].t > all[j].t })
+	cutoff := time.Now().Add(-time.Hour).UnixNano()
 	for _, a := range all[keep:] {
-		os.RemoveAll(a.dir)
+		if a.t < cutoff {
+			os.RemoveAll(a.dir)
+		}
 	}
 }
 
