@@ -164,9 +164,7 @@ func chEventMonitor(ctx context.Context, m *Machine) error {
 			m.log.Debug("vmm: cloud-hypervisor event", "source", ev.Source, "event", ev.Event)
 			if ev.Source == "vm" && (ev.Event == "rebooting" || ev.Event == "reset") {
 				m.setExitReason("guest-reset")
-				if m.proc != nil {
-					m.proc.kill()
-				}
+				m.killOnEvent()
 			}
 		}
 	}()

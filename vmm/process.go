@@ -71,7 +71,9 @@ func (m *Machine) spawn() error {
 	if err := <-started; err != nil {
 		return fmt.Errorf("starting %s: %w", m.cfg.Binary, err)
 	}
-	m.proc = p
+	m.mu.Lock()
+	m.proc = p // also read by event readers (killOnEvent)
+	m.mu.Unlock()
 	// The VMM has its copies of the descriptors now.
 	for _, f := range m.extraFiles {
 		f.Close()
@@ -120,4 +122,15 @@ func socketPair() (ours, theirs *os.File, err error) {
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "castor-end"), os.NewFile(uintptr(fds[1]), "vmm-end"), nil
+}
+
+// killOnEvent kills the VMM from an event reader's goroutine (which may
+// run before spawn has recorded the process).
+func (m *Machine) killOnEvent() {
+	m.mu.Lock()
+	p := m.proc
+	m.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
 }
