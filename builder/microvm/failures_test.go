@@ -180,7 +180,11 @@ func TestExecutorErrors(t *testing.T) {
 	b = shBuild("true")
 	b.Inputs = []castore.NamedNode{{Name: dataName, Node: castore.Node{Kind: castore.KindDirectory, Digest: castore.Sum([]byte("absent")), Size: 1}}}
 	if _, err := e.exec.Run(ctx, b, io.Discard); !errors.Is(err, castore.ErrNotFound) || !strings.Contains(err.Error(), dataName) {
-		t.Errorf("input missing from the store: %v", err)
+		t.Errorf("input directory missing from the store: %v", err)
+	}
+	b.Inputs = []castore.NamedNode{{Name: dataName, Node: castore.Node{Kind: castore.KindFile, Digest: castore.Sum([]byte("absent")), Size: 6}}}
+	if _, err := e.exec.Run(ctx, b, io.Discard); !errors.Is(err, castore.ErrNotFound) || !strings.Contains(err.Error(), "blob") {
+		t.Errorf("input file missing from the store: %v", err)
 	}
 
 	cctx, cancel := context.WithCancel(ctx)

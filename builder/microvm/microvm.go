@@ -272,15 +272,21 @@ func (e *Executor) size(b *builder.Build) (int, int, error) {
 	return cpus, mem, nil
 }
 
-// checkInputs makes sure each input directory is in the store before a
-// VM boots for nothing (the guest would see I/O errors).
+// checkInputs makes sure each input's root (its top directory, or the
+// file itself, when the blob service can say) is in the store before a VM
+// boots for nothing: the guest would only see I/O errors.
 func (e *Executor) checkInputs(ctx context.Context, b *builder.Build) error {
+	stater, canStat := e.opts.Blobs.(castore.BlobStater)
 	for _, in := range b.Inputs {
-		if in.Kind != castore.KindDirectory {
-			continue
-		}
-		if _, err := e.opts.Directories.GetDirectory(ctx, in.Digest); err != nil {
-			return fmt.Errorf("input %s: directory %s: %w", in.Name, in.Digest, err)
+		switch {
+		case in.Kind == castore.KindDirectory:
+			if _, err := e.opts.Directories.GetDirectory(ctx, in.Digest); err != nil {
+				return fmt.Errorf("input %s: directory %s: %w", in.Name, in.Digest, err)
+			}
+		case in.Kind == castore.KindFile && canStat:
+			if _, err := stater.StatBlob(ctx, in.Digest); err != nil {
+				return fmt.Errorf("input %s: blob %s: %w", in.Name, in.Digest, err)
+			}
 		}
 	}
 	return nil
