@@ -178,11 +178,11 @@ func Run(ctx context.Context, st Store, argv []string, o Options, stdout, stderr
 		mem, err = 512, nil
 	}
 	if err != nil {
-		return 1, err
+		return 1, fmt.Errorf("--memory: %w", err)
 	}
 	hv, err := vmm.ParseHypervisor(o.Hypervisor)
 	if err != nil {
-		return 1, err
+		return 1, fmt.Errorf("--hypervisor: %w", err)
 	}
 	if len(argv) == 0 {
 		return 1, errors.New("vm run: no command")
