@@ -152,3 +152,34 @@ func TestRepl(t *testing.T) {
 		t.Errorf("stderr: %s", errOut)
 	}
 }
+
+// TestInstantiateArgs checks the parsing of instantiate's and build's
+// command lines, global flags included.
+func TestInstantiateArgs(t *testing.T) {
+	root := &cobra.Command{Use: "castor"}
+	var store string
+	root.PersistentFlags().StringVar(&store, "store", "", "")
+	cmd := &cobra.Command{Use: "build"}
+	root.AddCommand(cmd)
+	o, err := parseInstArgs(cmd, []string{"--store=memory://", "-A", "a.b", "--arg", "x", "1", "-I", "p=/q", "f.nix",
+		"-j", "3", "--builder", "microvm", "--vm-cpus", "2", "--timeout", "1m", "-o", "res", "-K", "--sandbox-path", "/a", "--sandbox-path", "/b"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store != "memory://" || o.attrPaths[0] != "a.b" || o.args[0].name != "x" || o.search[0] != "p=/q" || o.files[0] != "f.nix" ||
+		o.realise.Jobs != 3 || o.realise.Builder != "microvm" || o.realise.VMCPUs != 2 || o.realise.Timeout.Minutes() != 1 ||
+		o.outLink != "res" || !o.realise.KeepFailed || len(o.realise.SandboxPath) != 2 {
+		t.Fatalf("parsed %+v (store %q)", o, store)
+	}
+	for _, bad := range [][]string{{"-j"}, {"-j", "x"}, {"--nope"}, {"--readonly-mode"}, {"--timeout", "soon"}} {
+		if _, err := parseInstArgs(cmd, bad, true); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if o, err := parseInstArgs(cmd, []string{"--readonly-mode", "-E", "x"}, false); err != nil || !o.readOnly || !o.exprMode {
+		t.Errorf("instantiate --readonly-mode: %+v, %v", o, err)
+	}
+	if _, err := parseInstArgs(cmd, []string{"-o", "x"}, false); err == nil {
+		t.Error("instantiate accepted -o")
+	}
+}

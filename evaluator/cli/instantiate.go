@@ -43,10 +43,10 @@ Options:
 const buildUsage = `Usage: castor build [options] [FILE... | -E EXPR...]
 
 Instantiate Nix expressions as castor instantiate does, build the
-derivations hermetically (as castor realise does, in a sandbox that sees
-only each build's inputs) and print the output path each derivation value
-stands for, as nix-build does. No result symlink is made unless -o asks
-for one. Needs root and /dev/fuse to build.
+derivations hermetically (as castor realise does: in a namespace sandbox or
+a micro-VM that sees only each build's inputs) and print the output path
+each derivation value stands for, as nix-build does. No result symlink is
+made unless -o asks for one. Building needs root and /dev/fuse.
 
 Options:
   -E, --expr            the arguments are expressions, not files
@@ -73,6 +73,13 @@ Building (also for import from derivation during evaluation):
   -K, --keep-failed     keep the root of failed builds
   -Q, --no-build-output do not show build logs and progress
       --build-as-root   run builders as the host's root (default: nobody)
+      --builder B       sandbox or microvm (default: the store's castor.toml
+                        [build] builder, else sandbox)
+      --hypervisor H    micro-VM builds: qemu or cloud-hypervisor
+      --vm-cpus N       micro-VM builds: CPUs per VM
+      --vm-memory SIZE  micro-VM builds: memory per VM (1G)
+      --vm-scratch SIZE micro-VM builds: what a build may write
+      --kernel FILE     micro-VM builds: the kernel to boot
 `
 
 // NewInstantiateCommand returns `castor instantiate`; open opens the store
@@ -201,6 +208,19 @@ func parseInstArgs(cmd *cobra.Command, args []string, build bool) (*instOpts, er
 			o.realise.Quiet = true
 		case "--build-as-root":
 			o.realise.RunAsRoot = true
+		case "--builder":
+			o.realise.Builder, err = next()
+		case "--hypervisor":
+			o.realise.Hypervisor, err = next()
+		case "--vm-cpus":
+			n, err = num()
+			o.realise.VMCPUs = int(n)
+		case "--vm-memory":
+			o.realise.VMMemory, err = next()
+		case "--vm-scratch":
+			o.realise.VMScratch, err = next()
+		case "--kernel":
+			o.realise.Kernel, err = next()
 		case "-h", "--help":
 			o.help = true
 		case "-":
