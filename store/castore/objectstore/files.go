@@ -155,6 +155,11 @@ func (s *Store) publish(path string, data []byte, sync bool) error {
 	if err == nil {
 		err = renameMkdir(tmp, path)
 	}
+	if err == nil {
+		// After the rename: a committer's own files are counted before
+		// it calls Sync, and that Sync must flush them.
+		s.published.Add(1)
+	}
 	if err != nil {
 		_ = unix.Unlink(tmp)
 		return fmt.Errorf("write %s: %w", path, err)

@@ -162,6 +162,10 @@ type Store struct {
 
 	closed atomic.Bool
 
+	// published counts files this process renamed into place; synced is
+	// the count the last successful Sync covered.
+	published, synced atomic.Int64
+
 	chunkShards, blobShards shardSet
 
 	stats storeStats
@@ -281,7 +285,22 @@ func (s *Store) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.syncfs()
+	// Nothing written since the last Sync (a path whose blobs were all
+	// there already): no flush. Files of other processes are theirs to
+	// sync.
+	n := s.published.Load()
+	if n == s.synced.Load() {
+		return nil
+	}
+	if err := s.syncfs(); err != nil {
+		return err
+	}
+	for {
+		old := s.synced.Load()
+		if old >= n || s.synced.CompareAndSwap(old, n) {
+			return nil
+		}
+	}
 }
 
 func (s *Store) syncfs() error {
