@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,9 +20,10 @@ import (
 
 // globals are the flags every subcommand shares.
 type globals struct {
-	store     compose.Config
-	logLevel  string
-	logFormat string
+	store      compose.Config
+	logLevel   string
+	logFormat  string
+	cpuProfile string
 }
 
 // exitError carries a specific exit status out of a command.
@@ -77,8 +79,12 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return setupLogging(cmd.ErrOrStderr(), g.logLevel, g.logFormat)
+			if err := setupLogging(cmd.ErrOrStderr(), g.logLevel, g.logFormat); err != nil {
+				return err
+			}
+			return startCPUProfile(g.cpuProfile)
 		},
+		PersistentPostRun: func(cmd *cobra.Command, args []string) { pprof.StopCPUProfile() },
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&g.store.Store, "store", "", "the store: a directory (file:///DIR) holding an embedded store, or memory:// (default: "+compose.DataDir()+")")
@@ -88,6 +94,8 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 	f.StringArrayVar(&g.store.Substituters, "substituter", nil, "binary cache to fetch missing paths from, in priority order (repeatable): nix+https://HOST?trusted-public-keys=NAME:KEY, nix+file:///DIR…")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&g.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the command to this file (for `go tool pprof`)")
+	_ = f.MarkHidden("cpuprofile")
 
 	root.AddCommand(newStoreCommand(g))
 	root.AddCommand(newMountCommand(g))
@@ -116,6 +124,19 @@ func setupLogging(w io.Writer, level, format string) error {
 		return fmt.Errorf("--log-format %q: want text or json", format)
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process into path, if set, until
+// PersistentPostRun stops it.
+func startCPUProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return pprof.StartCPUProfile(f)
 }
 
 // openStore opens the services the global flags name.
