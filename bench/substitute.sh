@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 SIZE=${SIZE:-300M}
 BIG=${BIG:-100M}
 COMPRESSIONS=${COMPRESSIONS:-none xz zstd}
+RUNS=${RUNS:-3}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/castor-bench-subst.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -30,6 +31,7 @@ rm -rf "$work/tree" "$work/big"
 nix-store --generate-binary-cache-key bench-1 "$work/sk" "$work/pk"
 pk=$(cat "$work/pk")
 
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 secs() { /usr/bin/time -f '%e' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }; cat "$work/t"; }
 
 for comp in $COMPRESSIONS; do
@@ -39,10 +41,16 @@ for comp in $COMPRESSIONS; do
   for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
   url=$(cat "$work/url")
   size=$(du -sh "$cache" | cut -f1)
-  rm -rf "$work/nixdst" "$work/castordst"
-  nt=$(secs nix copy --from "$url" --option trusted-public-keys "$pk" --to "$work/nixdst" "$tree" "$big")
-  ct=$(secs env CASTOR_HOME="$work/castordst" "$work/castor" store copy --from "nix+$url?trusted-public-keys=$pk" "$tree" "$big")
-  awk -v c="$comp" -v s="$size" -v n="$nt" -v k="$ct" 'BEGIN {printf "copy --from, %-5s (cache %s): nix %.2fs, castor %.2fs, ratio nix/castor %.2fx (target >= 2x)\n", c, s, n, k, n/k}'
+  nts=(); cts=()
+  for _ in $(seq "$RUNS"); do
+    rm -rf "$work/nixdst" "$work/castordst"
+    sync
+    nts+=("$(secs nix copy --from "$url" --option trusted-public-keys "$pk" --to "$work/nixdst" "$tree" "$big")")
+    sync
+    cts+=("$(secs env CASTOR_HOME="$work/castordst" "$work/castor" store copy --from "nix+$url?trusted-public-keys=$pk" "$tree" "$big")")
+  done
+  nt=$(printf '%s\n' "${nts[@]}" | median); ct=$(printf '%s\n' "${cts[@]}" | median)
+  awk -v c="$comp" -v s="$size" -v n="$nt" -v k="$ct" 'BEGIN {printf "copy --from, %-5s (cache %s, median of '"$RUNS"'): nix %.2fs, castor %.2fs, ratio nix/castor %.2fx (target >= 2x)\n", c, s, n, k, n/k}'
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 done
 
