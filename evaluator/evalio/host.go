@@ -4,19 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/castor-nix/castor/store/nar"
 	"github.com/castor-nix/castor/store/nixpath"
 )
 
@@ -141,9 +140,15 @@ func (h *Host) AddPath(ctx context.Context, req AddPathRequest) (string, error) 
 		hw := sha256.New()
 		if isText {
 			// A text path this Host computed: the NAR of a regular file.
-			nw := &narWriter{w: hw}
-			for _, s := range []string{"nix-archive-1", "(", "type", "regular", "contents", text, ")"} {
-				nw.str(s)
+			nw := nar.NewWriter(hw)
+			if err := nw.WriteHeader(&nar.Header{Path: "/", Type: nar.TypeRegular, Size: int64(len(text))}); err != nil {
+				return "", err
+			}
+			if _, err := io.WriteString(nw, text); err != nil {
+				return "", err
+			}
+			if err := nw.Close(); err != nil {
+				return "", err
 			}
 		} else if err := dumpNAR(ctx, hw, src, src, req.Filter); err != nil {
 			return "", err
@@ -271,101 +276,16 @@ func (h *Host) Realise(ctx context.Context, paths []DerivedPath) error {
 	return nil
 }
 
-// dumpNAR writes the NAR serialisation of the tree at path. root is the
-// path the filter sees paths relative to (it sees absolute paths).
+// dumpNAR writes the NAR serialisation of the tree at path, leaving out
+// what filter rejects (it sees absolute paths).
 func dumpNAR(ctx context.Context, w hash.Hash, path, root string, filter Filter) error {
-	nw := &narWriter{w: w}
-	nw.str("nix-archive-1")
-	if err := nw.node(ctx, path, filter); err != nil {
-		return err
+	var f nar.DumpFilter
+	if filter != nil {
+		f = func(p string, typ fs.FileMode) bool { return filter(p, modeType(typ)) }
 	}
-	return nil
-}
-
-type narWriter struct {
-	w   io.Writer
-	buf [8]byte
-}
-
-func (n *narWriter) str(s string) {
-	binary.LittleEndian.PutUint64(n.buf[:], uint64(len(s)))
-	n.w.Write(n.buf[:])
-	io.WriteString(n.w, s)
-	if pad := (8 - len(s)%8) % 8; pad > 0 {
-		n.w.Write(make([]byte, pad))
-	}
-}
-
-func (n *narWriter) node(ctx context.Context, path string, filter Filter) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return err
-	}
-	n.str("(")
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := os.Readlink(path)
-		if err != nil {
-			return err
-		}
-		n.str("type")
-		n.str("symlink")
-		n.str("target")
-		n.str(target)
-	case fi.IsDir():
-		n.str("type")
-		n.str("directory")
-		ents, err := os.ReadDir(path)
-		if err != nil {
-			return err
-		}
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-		for _, e := range ents {
-			child := filepath.Join(path, e.Name())
-			if filter != nil && !filter(child, modeType(e.Type())) {
-				continue
-			}
-			n.str("entry")
-			n.str("(")
-			n.str("name")
-			n.str(e.Name())
-			n.str("node")
-			if err := n.node(ctx, child, filter); err != nil {
-				return err
-			}
-			n.str(")")
-		}
-	case fi.Mode().IsRegular():
-		n.str("type")
-		n.str("regular")
-		if fi.Mode()&0o100 != 0 {
-			n.str("executable")
-			n.str("")
-		}
-		n.str("contents")
-		f, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		binary.LittleEndian.PutUint64(n.buf[:], uint64(fi.Size()))
-		n.w.Write(n.buf[:])
-		m, err := io.Copy(n.w, f)
-		if err != nil {
-			return err
-		}
-		if m != fi.Size() {
-			return fmt.Errorf("%s changed while reading", path)
-		}
-		if pad := (8 - m%8) % 8; pad > 0 {
-			n.w.Write(make([]byte, pad))
-		}
-	default:
+	err := nar.DumpPath(ctx, w, path, f)
+	if errors.Is(err, nar.ErrUnsupportedFile) {
 		return fmt.Errorf("file '%s' has an unsupported type: %w", path, errors.ErrUnsupported)
 	}
-	n.str(")")
-	return nil
+	return err
 }
