@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -53,7 +54,7 @@ func dumpJSON(b *bytes.Buffer, v any) {
 		b.WriteByte(']')
 	case map[string]any:
 		b.WriteByte('{')
-		for i, k := range sortedKeys(v) {
+		for i, k := range slices.Sorted(maps.Keys(v)) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
@@ -65,15 +66,6 @@ func dumpJSON(b *bytes.Buffer, v any) {
 	default:
 		panic(fmt.Sprintf("dumpJSON: unexpected %T", v))
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func dumpString(b *bytes.Buffer, s string) {
@@ -235,7 +227,7 @@ func shellSimple(v any) (string, bool) {
 // scalars, for keys that are shell variable names.
 func attrsShell(attrs map[string]any) []byte {
 	var b bytes.Buffer
-	for _, key := range sortedKeys(attrs) {
+	for _, key := range slices.Sorted(maps.Keys(attrs)) {
 		if !shVarName.MatchString(key) {
 			continue
 		}
@@ -262,7 +254,7 @@ func attrsShell(attrs map[string]any) []byte {
 		case map[string]any:
 			var s2 strings.Builder
 			good := true
-			for _, k2 := range sortedKeys(value) {
+			for _, k2 := range slices.Sorted(maps.Keys(value)) {
 				s3, ok := shellSimple(value[k2])
 				if !ok {
 					good = false

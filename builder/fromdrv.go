@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -88,7 +89,7 @@ func FromDerivation(drv *derivation.Derivation, inputs []*pathinfo.PathInfo, opt
 	}
 	slices.SortFunc(b.Inputs, func(x, y castore.NamedNode) int { return strings.Compare(x.Name, y.Name) })
 	b.Inputs = slices.CompactFunc(b.Inputs, func(x, y castore.NamedNode) bool { return x.Name == y.Name })
-	b.RefscanNeedles = sortedKeys(needles)
+	b.RefscanNeedles = slices.Sorted(maps.Keys(needles))
 
 	attrs, structured, err := drv.StructuredAttrs()
 	if err != nil {
@@ -116,7 +117,7 @@ func FromDerivation(drv *derivation.Derivation, inputs []*pathinfo.PathInfo, opt
 		for _, n := range strings.Fields(drv.Env["passAsFile"]) {
 			passAsFile[n] = true
 		}
-		for _, k := range sortedKeys(drv.Env) {
+		for _, k := range slices.Sorted(maps.Keys(drv.Env)) {
 			if !passAsFile[k] {
 				env[k] = drv.Env[k]
 				continue
@@ -174,7 +175,7 @@ func FromDerivation(drv *derivation.Derivation, inputs []*pathinfo.PathInfo, opt
 		env["NIX_ATTRS_SH_FILE"] = top + "/.attrs.sh"
 		env["NIX_ATTRS_JSON_FILE"] = top + "/.attrs.json"
 	}
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		b.Env = append(b.Env, EnvVar{Key: k, Value: env[k]})
 	}
 	slices.SortFunc(b.AdditionalFiles, func(x, y AdditionalFile) int { return strings.Compare(x.Path, y.Path) })
@@ -255,7 +256,7 @@ func InputPaths(ctx context.Context, drv *derivation.Derivation, src derivation.
 		}
 		out = append(out, sp)
 	}
-	for _, drvPath := range sortedKeys(drv.InputDerivations) {
+	for _, drvPath := range slices.Sorted(maps.Keys(drv.InputDerivations)) {
 		in, err := src.Derivation(ctx, drvPath)
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -87,19 +88,10 @@ func newCorpus(t testing.TB, file string) *corpus {
 
 func (c *corpus) drvs() []string {
 	var out []string
-	for _, k := range sortedKeys(c.attrs) {
+	for _, k := range slices.Sorted(maps.Keys(c.attrs)) {
 		out = append(out, c.attrs[k])
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // castor is a memory store with the corpus's .drv closure imported from

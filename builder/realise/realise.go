@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -160,7 +161,7 @@ func (r *Realiser) Realise(ctx context.Context, drvPaths []string) ([]Result, er
 		roots = append(roots, n)
 	}
 	var todo []*node
-	for _, p := range sortedKeys(nodes) {
+	for _, p := range slices.Sorted(maps.Keys(nodes)) {
 		if n := nodes[p]; n.build {
 			todo = append(todo, n)
 		}
@@ -174,15 +175,6 @@ func (r *Realiser) Realise(ctx context.Context, drvPaths []string) ([]Result, er
 		results = append(results, Result{DrvPath: n.drvPath, Outputs: n.outputs, Built: n.build})
 	}
 	return results, errors.Join(errs...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // load reads drvPath and, if it must be built, the input derivations whose
@@ -218,7 +210,7 @@ func (r *Realiser) load(ctx context.Context, drvPath string, nodes map[string]*n
 	if !n.build {
 		return n, nil
 	}
-	for _, in := range sortedKeys(drv.InputDerivations) {
+	for _, in := range slices.Sorted(maps.Keys(drv.InputDerivations)) {
 		child, err := r.load(ctx, in, nodes)
 		if err != nil {
 			return nil, fmt.Errorf("%s: input %w", drvPath, err)

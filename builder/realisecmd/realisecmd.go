@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,20 +115,11 @@ func Realise(ctx context.Context, st Store, drvPaths []string, opts RealiseOptio
 	}
 	results, err := r.Realise(ctx, abs)
 	for _, res := range results {
-		for _, name := range sortedKeys(res.Outputs) {
+		for _, name := range slices.Sorted(maps.Keys(res.Outputs)) {
 			fmt.Fprintln(out, res.Outputs[name].Absolute())
 		}
 	}
 	return err
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // NewRealiseCommand is `castor realise DRVPATH… [-j N]`.

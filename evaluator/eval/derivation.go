@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"unsafe"
@@ -173,7 +174,7 @@ func (ev *Evaluator) derivationStrict(pos syntax.Pos, a Value) Value {
 
 	// Write the .drv: a text file referring to its inputs.
 	aterm := d.Bytes()
-	refs := append(slices.Clone(d.InputSources), sortedKeys(d.InputDerivations)...)
+	refs := append(slices.Clone(d.InputSources), slices.Sorted(maps.Keys(d.InputDerivations))...)
 	slices.Sort(refs)
 	ev.checkName(evalio.CheckTextName(drvName+".drv", sha256.Sum256(aterm), refs))
 	drvPath, err := ev.store.AddText(ev.ctx, drvName+".drv", string(aterm), refs)
@@ -337,7 +338,7 @@ func (ev *Evaluator) drvInputs(st *drvState) {
 			srcs[e] = true
 		}
 	}
-	d.InputSources = sortedKeys(srcs)
+	d.InputSources = slices.Sorted(maps.Keys(srcs))
 }
 
 func (ev *Evaluator) parseStorePath(p string) {
@@ -365,7 +366,7 @@ func (ev *Evaluator) storeClosure(p string) []string {
 			}
 		}
 	}
-	return sortedKeys(seen)
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // readDerivation returns the derivation at drvPath: one this evaluation
@@ -458,13 +459,4 @@ func fixedOutputBase(h nixHash, recursive bool, name string) string {
 		r = "r:"
 	}
 	return evalio.StoreBase("output:out", sha256.Sum256([]byte("fixed:out:"+r+h.algo+":"+hex.EncodeToString(h.digest)+":")), name)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

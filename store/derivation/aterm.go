@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -53,7 +54,7 @@ func (d *Derivation) unparse(mask bool, inputs map[string][]string) []byte {
 	if inputs == nil {
 		inputs = d.InputDerivations
 	}
-	for i, p := range sortedKeys(inputs) {
+	for i, p := range slices.Sorted(maps.Keys(inputs)) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -72,7 +73,7 @@ func (d *Derivation) unparse(mask bool, inputs map[string][]string) []byte {
 	b.WriteByte(',')
 	list(&b, d.Args, escaped)
 	b.WriteString(",[")
-	for i, k := range sortedKeys(d.Env) {
+	for i, k := range slices.Sorted(maps.Keys(d.Env)) {
 		if i > 0 {
 			b.WriteByte(',')
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -258,7 +259,7 @@ func (d *Derivation) Validate() error {
 			}
 		}
 	}
-	for _, p := range sortedKeys(d.InputDerivations) {
+	for _, p := range slices.Sorted(maps.Keys(d.InputDerivations)) {
 		sp, err := nixpath.ParseAbsolute(p)
 		if err != nil {
 			return fmt.Errorf("%w: %s: input derivation: %v", ErrInvalid, d.Name, err)
@@ -291,13 +292,4 @@ func (d *Derivation) Validate() error {
 		return fmt.Errorf("%w: %s: no builder", ErrInvalid, d.Name)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

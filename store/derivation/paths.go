@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -16,7 +17,7 @@ import (
 // sources.
 func (d *Derivation) Path() (nixpath.StorePath, error) {
 	refs := make([]nixpath.StorePath, 0, len(d.InputDerivations)+len(d.InputSources))
-	for _, p := range append(sortedKeys(d.InputDerivations), d.InputSources...) {
+	for _, p := range append(slices.Sorted(maps.Keys(d.InputDerivations)), d.InputSources...) {
 		sp, err := nixpath.ParseAbsolute(p)
 		if err != nil {
 			return nixpath.StorePath{}, fmt.Errorf("%w: %s: %v", ErrInvalid, d.Name, err)
@@ -30,7 +31,7 @@ func (d *Derivation) Path() (nixpath.StorePath, error) {
 // derivations and sources, sorted.
 func (d *Derivation) References() ([]nixpath.StorePath, error) {
 	var refs []nixpath.StorePath
-	for _, p := range append(sortedKeys(d.InputDerivations), d.InputSources...) {
+	for _, p := range append(slices.Sorted(maps.Keys(d.InputDerivations)), d.InputSources...) {
 		sp, err := nixpath.ParseAbsolute(p)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, d.Name, err)
@@ -94,7 +95,7 @@ func (h *Hasher) HashModulo(ctx context.Context, d *Derivation, mask bool) (map[
 		return nil, fmt.Errorf("%w: %s: hashDerivationModulo of %s derivations", ErrUnsupported, d.Name, kind)
 	}
 	inputs := map[string][]string{}
-	for _, drvPath := range sortedKeys(d.InputDerivations) {
+	for _, drvPath := range slices.Sorted(maps.Keys(d.InputDerivations)) {
 		hashes, err := h.inputHashes(ctx, drvPath)
 		if err != nil {
 			return nil, fmt.Errorf("%s: input %s: %w", d.Name, drvPath, err)
