@@ -1,4 +1,3 @@
-// Package memory is a PathInfoService kept in process memory (memory://).
 package memory
 
 import (

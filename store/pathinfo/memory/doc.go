@@ -1,0 +1,2 @@
+// Package memory is a PathInfoService kept in process memory (memory://).
+package memory

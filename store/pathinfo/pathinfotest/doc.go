@@ -1,0 +1,3 @@
+// Package pathinfotest is the conformance suite every pathinfo.Service
+// backend and wrapper runs.
+package pathinfotest
