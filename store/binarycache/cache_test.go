@@ -238,9 +238,12 @@ func TestHostileCaches(t *testing.T) {
 	}{
 		{name: "wrong signature", key: f.pubKey, wantErr: binarycache.ErrUntrusted, h: &hostile{narinfo: func(_ string, d []byte) []byte {
 			return regexp.MustCompile(`(Sig: castor-test-1:)(.)`).ReplaceAllFunc(d, func(m []byte) []byte {
+				// Another valid base64 character: the signature decodes but
+				// no longer matches.
 				m = bytes.Clone(m)
-				m[len(m)-1] ^= 1
-				if m[len(m)-1] == '+'^1 || m[len(m)-1] == '/'^1 {
+				if m[len(m)-1] == 'A' {
+					m[len(m)-1] = 'B'
+				} else {
 					m[len(m)-1] = 'A'
 				}
 				return m
