@@ -1,9 +1,7 @@
 package microvm_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,16 +11,8 @@ import (
 	"github.com/castor-nix/castor/builder/sandbox"
 	"github.com/castor-nix/castor/e2e/testenv"
 	"github.com/castor-nix/castor/store/nixpath"
+	"github.com/castor-nix/castor/store/pathinfo/pathinfotest"
 )
-
-type nixPathInfo struct {
-	Path       string   `json:"path"`
-	NarHash    string   `json:"narHash"`
-	NarSize    uint64   `json:"narSize"`
-	References []string `json:"references"`
-	Deriver    string   `json:"deriver"`
-	CA         string   `json:"ca"`
-}
 
 // TestOracleCorpus realises builder/realise's reproducible corpus with
 // the micro-VM executor under QEMU (two builds at a time, each in its own
@@ -67,53 +57,8 @@ func TestOracleCorpus(t *testing.T) {
 		t.Fatalf("Nix: %v", err)
 	}
 	js := c.nix.Run("nix", append([]string{"path-info", "--json"}, outPaths...)...)
-	var nixInfos []nixPathInfo
-	if err := json.Unmarshal([]byte(js), &nixInfos); err != nil {
-		t.Fatal(err)
-	}
-	if len(nixInfos) != len(outPaths) {
-		t.Fatalf("Nix knows %d of the %d outputs castor built", len(nixInfos), len(outPaths))
-	}
-	for _, n := range nixInfos {
-		sp, err := nixpath.ParseAbsolute(n.Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := vmStore.infos.Get(ctx, sp.Digest)
-		if err != nil {
-			t.Errorf("%s: not registered: %v", n.Path, err)
-			continue
-		}
-		if h, err := nixpath.ParseHash(n.NarHash, ""); err != nil || !bytes.Equal(h.Digest(), info.NarSHA256[:]) {
-			t.Errorf("%s: NAR hash micro-VM %s, Nix %s (%v)", n.Path, nixpath.FormatSHA256(info.NarSHA256), n.NarHash, err)
-		}
-		if info.NarSize != n.NarSize {
-			t.Errorf("%s: NAR size micro-VM %d, Nix %d", n.Path, info.NarSize, n.NarSize)
-		}
-		var refs []string
-		for _, r := range info.References {
-			refs = append(refs, r.Absolute())
-		}
-		slices.Sort(n.References)
-		if !slices.Equal(refs, n.References) && !(len(refs) == 0 && len(n.References) == 0) {
-			t.Errorf("%s: references micro-VM %v, Nix %v", n.Path, refs, n.References)
-		}
-		deriver := ""
-		if info.Deriver != nil {
-			deriver = info.Deriver.Absolute()
-		}
-		if deriver != n.Deriver {
-			t.Errorf("%s: deriver micro-VM %s, Nix %s", n.Path, deriver, n.Deriver)
-		}
-		ca := ""
-		if info.CA != nil {
-			ca = info.CA.String()
-		}
-		if ca != n.CA {
-			t.Errorf("%s: content address micro-VM %q, Nix %q", n.Path, ca, n.CA)
-		}
-	}
-	t.Logf("%d outputs of %d derivations (%d realised, fetches included) equal to Nix 2.8's", len(nixInfos), len(results), builds)
+	compared := pathinfotest.CompareNix(t, vmStore.infos, js, len(outPaths))
+	t.Logf("%d outputs of %d derivations (%d realised, fetches included) equal to Nix 2.8's", compared, len(results), builds)
 
 	// The namespace sandbox, over the same derivations (it needs root and
 	// /dev/fuse, which CI has).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/castor-nix/castor/store/pathinfo/pathinfotest"
 	"maps"
 	"net"
 	"net/http"
@@ -20,7 +21,6 @@ import (
 	"github.com/castor-nix/castor/e2e/testenv"
 	"github.com/castor-nix/castor/store/castore/memory"
 	"github.com/castor-nix/castor/store/nixexport"
-	"github.com/castor-nix/castor/store/nixpath"
 	pimemory "github.com/castor-nix/castor/store/pathinfo/memory"
 )
 
@@ -134,15 +134,6 @@ func (c *corpus) nixRealise(t testing.TB, drvs ...string) {
 	}
 }
 
-type nixPathInfo struct {
-	Path       string   `json:"path"`
-	NarHash    string   `json:"narHash"`
-	NarSize    uint64   `json:"narSize"`
-	References []string `json:"references"`
-	Deriver    string   `json:"deriver"`
-	CA         string   `json:"ca"`
-}
-
 // lockedWriter lets builds' output be logged by the test.
 type lockedWriter struct {
 	mu sync.Mutex
@@ -178,54 +169,8 @@ func TestOracleCorpus(t *testing.T) {
 		}
 	}
 	js := c.nix.Run("nix", append([]string{"path-info", "--json"}, outPaths...)...)
-	var nixInfos []nixPathInfo
-	if err := json.Unmarshal([]byte(js), &nixInfos); err != nil {
-		t.Fatal(err)
-	}
-	if len(nixInfos) != len(outPaths) {
-		t.Fatalf("Nix knows %d of the %d outputs castor built", len(nixInfos), len(outPaths))
-	}
-	ctx := context.Background()
-	for _, n := range nixInfos {
-		sp, err := nixpath.ParseAbsolute(n.Path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := cs.infos.Get(ctx, sp.Digest)
-		if err != nil {
-			t.Errorf("%s: castor did not register it: %v", n.Path, err)
-			continue
-		}
-		if h, err := nixpath.ParseHash(n.NarHash, ""); err != nil || !bytes.Equal(h.Digest(), info.NarSHA256[:]) {
-			t.Errorf("%s: NAR hash castor %s, Nix %s (%v)", n.Path, nixpath.FormatSHA256(info.NarSHA256), n.NarHash, err)
-		}
-		if info.NarSize != n.NarSize {
-			t.Errorf("%s: NAR size castor %d, Nix %d", n.Path, info.NarSize, n.NarSize)
-		}
-		var refs []string
-		for _, r := range info.References {
-			refs = append(refs, r.Absolute())
-		}
-		slices.Sort(n.References)
-		if !slices.Equal(refs, n.References) && !(len(refs) == 0 && len(n.References) == 0) {
-			t.Errorf("%s: references castor %v, Nix %v", n.Path, refs, n.References)
-		}
-		deriver := ""
-		if info.Deriver != nil {
-			deriver = info.Deriver.Absolute()
-		}
-		if deriver != n.Deriver {
-			t.Errorf("%s: deriver castor %s, Nix %s", n.Path, deriver, n.Deriver)
-		}
-		ca := ""
-		if info.CA != nil {
-			ca = info.CA.String()
-		}
-		if ca != n.CA {
-			t.Errorf("%s: content address castor %q, Nix %q", n.Path, ca, n.CA)
-		}
-	}
-	t.Logf("compared %d outputs of %d derivations", len(nixInfos), len(results))
+	compared := pathinfotest.CompareNix(t, cs.infos, js, len(outPaths))
+	t.Logf("compared %d outputs of %d derivations", compared, len(results))
 
 	// Logs are kept.
 	rc, err := logs.Open(c.attrs["hello"])
@@ -235,7 +180,7 @@ func TestOracleCorpus(t *testing.T) {
 	rc.Close()
 
 	// A second run builds nothing.
-	again, err := r.Realise(ctx, c.drvs())
+	again, err := r.Realise(context.Background(), c.drvs())
 	if err != nil {
 		t.Fatal(err)
 	}
