@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/castor-nix/castor/builder/buildertest"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -25,8 +24,6 @@ import (
 	"github.com/castor-nix/castor/images/imagestest"
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/castore/memory"
-	"github.com/castor-nix/castor/store/fsimport"
-	"github.com/castor-nix/castor/store/nar"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,10 +73,10 @@ func newEnv(t testing.TB, mod func(*microvm.Options)) *env {
 
 const (
 	outName   = "3397qmq3n19sjnh2wjg8avv536284bys-out"
-	bbName    = "0gqvxzj58js4xp7hc6fbi0cw9p6cyn5p-busybox"
-	dataName  = "1lak0mvllw8rv9i9ygkglvhqsq19qi9y-data"
+	bbName    = buildertest.BusyboxName
+	dataName  = buildertest.DataName
 	linkName  = "2wq5cv0y6xd4pd9rxhv1i4i7jdmfm1xk-link"
-	otherName = "fbbr2jq7ri5g2ic7fd46dy37vgdyxmyc-not-an-input"
+	otherName = buildertest.OtherName
 )
 
 // shBuild is a build running a shell script with one output, $out.
@@ -101,64 +98,16 @@ func shBuild(script string, env ...builder.EnvVar) *builder.Build {
 	return b
 }
 
-func (e *env) addTree(t *testing.T, dir string) castore.Node {
-	t.Helper()
-	n, _, _, err := fsimport.Import(context.Background(), dir, e.blobs, e.dirs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// inputs makes a busybox tree, a data tree and a symlink as build inputs,
-// and a tree that is in the castore but not an input.
+// inputs makes the shared busybox and data input trees plus a symlink
+// into the data tree.
 func (e *env) inputs(t *testing.T) []castore.NamedNode {
-	t.Helper()
-	bb := t.TempDir()
-	os.MkdirAll(filepath.Join(bb, "bin"), 0o755)
-	data, err := os.ReadFile(sandbox.FindShell())
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(bb, "bin/busybox"), data, 0o755)
-	os.Symlink("busybox", filepath.Join(bb, "bin/sh"))
-	d := t.TempDir()
-	os.WriteFile(filepath.Join(d, "file"), []byte("input data\n"), 0o644)
-	os.Mkdir(filepath.Join(d, "sub"), 0o755)
-	other := t.TempDir()
-	os.WriteFile(filepath.Join(other, "secret"), []byte("not for this build"), 0o644)
-	e.addTree(t, other)
-	return []castore.NamedNode{
-		{Name: bbName, Node: e.addTree(t, bb)},
-		{Name: dataName, Node: e.addTree(t, d)},
-		{Name: linkName, Node: castore.Node{Kind: castore.KindSymlink, Target: "/nix/store/" + dataName + "/file"}},
-	}
+	return append(buildertest.Inputs(t, e.blobs, e.dirs),
+		castore.NamedNode{Name: linkName, Node: castore.Node{Kind: castore.KindSymlink, Target: "/nix/store/" + dataName + "/file"}})
 }
 
-func narOf(t *testing.T, outs builder.Outputs, i int) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := outs.WriteNAR(context.Background(), i, &buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
+func narOf(t *testing.T, outs builder.Outputs, i int) []byte { return buildertest.NAROf(t, outs, i) }
 
-func narFiles(t *testing.T, data []byte) map[string]string {
-	t.Helper()
-	r := nar.NewReader(bytes.NewReader(data))
-	files := map[string]string{}
-	for {
-		h, err := r.Next()
-		if err != nil {
-			break
-		}
-		var b bytes.Buffer
-		b.ReadFrom(r)
-		files[h.Path] = h.Type.String() + ":" + b.String()
-	}
-	return files
-}
+func narFiles(t *testing.T, data []byte) map[string]string { return buildertest.NARFiles(t, data) }
 
 // probe runs script as a build with the test inputs and returns the
 // contents of the files it wrote in $out (a directory).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/castor-nix/castor/builder/buildertest"
 	"net"
 	"net/http"
 	"os"
@@ -14,50 +15,14 @@ import (
 	"testing"
 
 	"github.com/castor-nix/castor/builder"
-	"github.com/castor-nix/castor/builder/sandbox"
 	"github.com/castor-nix/castor/store/castore"
-	"github.com/castor-nix/castor/store/fsimport"
 )
 
 const (
-	bbName    = "0gqvxzj58js4xp7hc6fbi0cw9p6cyn5p-busybox"
-	dataName  = "1lak0mvllw8rv9i9ygkglvhqsq19qi9y-data"
-	otherName = "fbbr2jq7ri5g2ic7fd46dy37vgdyxmyc-not-an-input"
+	bbName    = buildertest.BusyboxName
+	dataName  = buildertest.DataName
+	otherName = buildertest.OtherName
 )
-
-// addTree imports a host tree into the test's castore.
-func (e *env) addTree(t *testing.T, dir string) castore.Node {
-	t.Helper()
-	n, _, _, err := fsimport.Import(context.Background(), dir, e.blobs, e.dirs, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// inputs makes a busybox tree and a data tree as build inputs, and a third
-// tree that is in the castore but not an input.
-func (e *env) inputs(t *testing.T) []castore.NamedNode {
-	t.Helper()
-	bb := t.TempDir()
-	os.MkdirAll(filepath.Join(bb, "bin"), 0o755)
-	data, err := os.ReadFile(sandbox.FindShell())
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(bb, "bin/busybox"), data, 0o755)
-	os.Symlink("busybox", filepath.Join(bb, "bin/sh"))
-	d := t.TempDir()
-	os.WriteFile(filepath.Join(d, "file"), []byte("input data\n"), 0o644)
-	os.Mkdir(filepath.Join(d, "sub"), 0o755)
-	other := t.TempDir()
-	os.WriteFile(filepath.Join(other, "secret"), []byte("not for this build"), 0o644)
-	e.addTree(t, other)
-	return []castore.NamedNode{
-		{Name: bbName, Node: e.addTree(t, bb)},
-		{Name: dataName, Node: e.addTree(t, d)},
-	}
-}
 
 // probe runs script as a build with the test inputs and returns the
 // contents of the files it wrote in $out (a directory).
@@ -216,4 +181,9 @@ func TestNetwork(t *testing.T) {
 	if res["rc"] != "0" || res["body"] != "reached the host" {
 		t.Errorf("fixed-output build could not reach the host: rc %s, body %q, err %q", res["rc"], res["body"], res["err"])
 	}
+}
+
+// inputs makes the shared busybox and data input trees.
+func (e *env) inputs(t *testing.T) []castore.NamedNode {
+	return buildertest.Inputs(t, e.blobs, e.dirs)
 }

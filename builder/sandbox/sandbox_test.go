@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/castor-nix/castor/builder/buildertest"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +13,6 @@ import (
 	"github.com/castor-nix/castor/builder/sandbox"
 	"github.com/castor-nix/castor/e2e/testenv"
 	"github.com/castor-nix/castor/store/castore/memory"
-	"github.com/castor-nix/castor/store/nar"
 )
 
 type env struct {
@@ -56,32 +56,6 @@ func shBuild(script string, env ...builder.EnvVar) *builder.Build {
 		{Key: "out", Value: "/nix/store/" + outName},
 	}, env...)
 	return b
-}
-
-// unpack returns the output's NAR as entries "path type [contents]".
-func narOf(t *testing.T, outs builder.Outputs, i int) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := outs.WriteNAR(context.Background(), i, &buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func narFiles(t *testing.T, data []byte) map[string]string {
-	t.Helper()
-	r := nar.NewReader(bytes.NewReader(data))
-	files := map[string]string{}
-	for {
-		h, err := r.Next()
-		if err != nil {
-			break
-		}
-		var b bytes.Buffer
-		b.ReadFrom(r)
-		files[h.Path] = h.Type.String() + ":" + b.String()
-	}
-	return files
 }
 
 func TestHello(t *testing.T) {
@@ -135,3 +109,7 @@ func (s *syncWriter) String() string {
 	defer s.mu.Unlock()
 	return s.w.String()
 }
+
+func narOf(t *testing.T, outs builder.Outputs, i int) []byte { return buildertest.NAROf(t, outs, i) }
+
+func narFiles(t *testing.T, data []byte) map[string]string { return buildertest.NARFiles(t, data) }
