@@ -27,24 +27,26 @@ timed() { /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null; cat "$work/t
 
 nix_t=(); castor_t=(); nix_rss=(); castor_rss=()
 for i in $(seq "$RUNS"); do
-  rm -rf "$work/nixstore" "$work/castorstore"
+  # Fresh stores each run, all removed at the end: deleting tens of
+  # thousands of files right before a run slows the next file creations
+  # (ext4 skips recently freed inodes; this disk discards on delete).
   # Flush first: castor syncs its blobs before recording a path (syncfs
   # flushes the whole file system), Nix does not sync store contents.
   sync
-  read -r t m < <(timed nix-store --store "$work/nixstore" --add "$work/tree")
+  read -r t m < <(timed nix-store --store "$work/nixstore$i" --add "$work/tree")
   nix_t+=("$t"); nix_rss+=("$m")
   sync
-  read -r t m < <(timed env CASTOR_HOME="$work/castorstore" "$work/castor" store add "$work/tree")
+  read -r t m < <(timed env CASTOR_HOME="$work/castorstore$i" "$work/castor" store add "$work/tree")
   castor_t+=("$t"); castor_rss+=("$m")
 done
-np=$(nix-store --store "$work/nixstore" --add "$work/tree")
-cp=$(CASTOR_HOME="$work/castorstore" "$work/castor" store add "$work/tree")
+np=$(nix-store --store "$work/nixstore1" --add "$work/tree")
+cp=$(CASTOR_HOME="$work/castorstore1" "$work/castor" store add "$work/tree")
 [ "$np" = "$cp" ] || { echo "MISMATCH: nix $np, castor $cp"; exit 1; }
 nt=$(printf '%s\n' "${nix_t[@]}" | median); ct=$(printf '%s\n' "${castor_t[@]}" | median)
 echo "store add of $SIZE tree (median of $RUNS): nix-store --add ${nt}s (peak RSS $(printf '%s\n' "${nix_rss[@]}" | median) KiB), castor ${ct}s (peak RSS $(printf '%s\n' "${castor_rss[@]}" | median) KiB)"
 awk -v n="$nt" -v c="$ct" 'BEGIN {printf "ratio nix/castor: %.2fx (target >= 2x)\n", n/c}'
-echo "castor store on disk: $(du -sh "$work/castorstore" | cut -f1); nix store: $(du -sh "$work/nixstore/nix/store" | cut -f1)"
-rm -rf "$work/tree" "$work/nixstore" "$work/castorstore"
+echo "castor store on disk: $(du -sh "$work/castorstore1" | cut -f1) in $(find "$work/castorstore1" -type f | wc -l) files; nix store: $(du -sh "$work/nixstore1/nix/store" | cut -f1) in $(find "$work/nixstore1/nix/store" -type f | wc -l) files"
+rm -rf "$work/tree" "$work"/nixstore* "$work"/castorstore*
 
 go run ./bench/gentree -single -size "$BIG" -seed 2 "$work/big"
 read -r t m < <(timed env CASTOR_HOME="$work/castorstore" "$work/castor" store add "$work/big")

@@ -129,8 +129,9 @@ func TestBadNARLeavesNothing(t *testing.T) {
 	}
 }
 
-// TestVerifyFindsDamage flips bytes in stored chunks: verify must fail and
-// name the damaged path.
+// TestVerifyFindsDamage flips bytes in stored chunks (in pack files, in
+// their records: the index sits at the end): verify must fail and name the
+// damaged path.
 func TestVerifyFindsDamage(t *testing.T) {
 	s := newStore(t)
 	tree := filepath.Join(t.TempDir(), "t")
@@ -139,9 +140,9 @@ func TestVerifyFindsDamage(t *testing.T) {
 	if out := s.ok("store", "verify"); !strings.Contains(out, "1 paths checked, 0 damaged") {
 		t.Fatalf("verify of a healthy store: %s", out)
 	}
-	chunks := filepath.Join(s.home, "castore", "chunks")
+	packs := filepath.Join(s.home, "castore", "packs")
 	n := 0
-	filepath.WalkDir(chunks, func(path string, d os.DirEntry, err error) error {
+	filepath.WalkDir(packs, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -149,12 +150,12 @@ func TestVerifyFindsDamage(t *testing.T) {
 		if err != nil || len(b) < 16 {
 			return err
 		}
-		b[len(b)/2] ^= 0x55
+		b[len(b)/4] ^= 0x55
 		n++
 		return os.WriteFile(path, b, 0o644)
 	})
 	if n == 0 {
-		t.Fatal("found no chunk files to damage under " + chunks)
+		t.Fatal("found no pack files to damage under " + packs)
 	}
 	r := s.run(nil, "store", "verify")
 	if r.code != 1 {

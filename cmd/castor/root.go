@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,6 +25,7 @@ type globals struct {
 	logLevel   string
 	logFormat  string
 	cpuProfile string
+	tracePath  string
 }
 
 // exitError carries a specific exit status out of a command.
@@ -82,9 +84,15 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 			if err := setupLogging(cmd.ErrOrStderr(), g.logLevel, g.logFormat); err != nil {
 				return err
 			}
+			if err := startTrace(g.tracePath); err != nil {
+				return err
+			}
 			return startCPUProfile(g.cpuProfile)
 		},
-		PersistentPostRun: func(cmd *cobra.Command, args []string) { pprof.StopCPUProfile() },
+		PersistentPostRun: func(cmd *cobra.Command, args []string) {
+			pprof.StopCPUProfile()
+			trace.Stop()
+		},
 	}
 	f := root.PersistentFlags()
 	f.StringVar(&g.store.Store, "store", "", "the store: a directory (file:///DIR) holding an embedded store, or memory:// (default: "+compose.DataDir()+")")
@@ -96,6 +104,8 @@ The store lives in ` + "`$CASTOR_HOME`" + ` (default: $XDG_DATA_HOME/castor, or
 	f.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&g.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the command to this file (for `go tool pprof`)")
 	_ = f.MarkHidden("cpuprofile")
+	f.StringVar(&g.tracePath, "trace", "", "write a Go execution trace of the command to this file (for `go tool trace`)")
+	_ = f.MarkHidden("trace")
 
 	root.AddCommand(newStoreCommand(g))
 	root.AddCommand(newMountCommand(g))
@@ -137,6 +147,17 @@ func startCPUProfile(path string) error {
 		return err
 	}
 	return pprof.StartCPUProfile(f)
+}
+
+func startTrace(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return trace.Start(f)
 }
 
 // openStore opens the services the global flags name.

@@ -6,7 +6,10 @@
 // URLs understood:
 //
 //	memory://                      everything in process memory
-//	objectstore+file:///DIR        chunked blobs under DIR (blob service)
+//	objectstore+file:///DIR        chunked blobs under DIR (blob service);
+//	                               ?layout=files for a file per chunk (Snix's
+//	                               layout) instead of pack files,
+//	                               ?compression=auto|fastest|default|none
 //	bbolt:///FILE                  directories / path infos in a bbolt file
 //	file:///DIR or a plain path    the embedded default store rooted at DIR
 //	nix+https://HOST/…?trusted-public-keys=NAME:KEY

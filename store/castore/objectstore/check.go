@@ -31,7 +31,7 @@ func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
 	present := make(map[castore.Digest]bool)  // chunks found plausible
 	verified := make(map[castore.Digest]bool) // chunks a chunk list led to
 	chunkOK := func(d castore.Digest) error {
-		if present[d] {
+		if present[d] || s.packs.has(d) {
 			return nil
 		}
 		n, ok, err := statSize(s.chunkPath(d))
@@ -73,8 +73,20 @@ func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
 	if !deep {
 		return problems, nil
 	}
-	// One-chunk blobs have no chunk list: they are their chunk files.
-	// Read every chunk no list led to (they verify as they load).
+	// One-chunk blobs have no chunk list: they are their chunks. Read
+	// every chunk no list led to (they verify as they load).
+	for _, d := range s.packs.packedChunks() {
+		if err := ctx.Err(); err != nil {
+			return problems, err
+		}
+		if verified[d] {
+			continue
+		}
+		verified[d] = true
+		if _, err := s.loadChunk(d, -1); err != nil {
+			problems = append(problems, Problem{Blob: d, Err: err})
+		}
+	}
 	shards, err = os.ReadDir(filepath.Join(s.root, chunksDir))
 	if err != nil {
 		return nil, fmt.Errorf("objectstore: check: %w", err)

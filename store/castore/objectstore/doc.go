@@ -1,20 +1,24 @@
 // Package objectstore is Castor's embedded default blob store: blobs cut
-// into content-defined chunks, each chunk a zstd frame in a file on the
-// local file system, in (nearly) Snix's object-store layout:
+// into content-defined chunks, each chunk a zstd frame, kept on the local
+// file system:
 //
-//	<root>/chunks/b3/<hex of digest[0]>/<hex digest>   one zstd frame per chunk
+//	<root>/packs/<name>.pack                           many chunks each (LayoutPacks, the default; see pack.go)
+//	<root>/chunks/b3/<hex of digest[0]>/<hex digest>   one zstd frame per chunk (LayoutFiles)
 //	<root>/blobs/b3/<hex of digest[0]>/<hex digest>    a multi-chunk blob's chunk list
 //	<root>/tmp/                                        files being written
-//	<root>/corrupt/                                    damaged chunks moved aside
+//	<root>/corrupt/                                    damaged chunks moved aside, damaged records marked
 //
 // A chunk list is an encoded castorepb.StatBlobResponse. A blob of one
-// chunk has none: it is its chunk file, whose digest is the blob's (a
-// chunk is the blob of its own contents). Snix's empty and one-entry lists
-// for that case are still read. Two departures from Snix, both measured:
-// Snix shards by two bytes and writes an empty list for one-chunk blobs;
-// on the ext4 disks here every created file or directory costs about
-// 0.3 ms of kernel time, and adding a fresh 20k-file tree spent most of its
-// time on 36k shard directories and 20k empty lists. Chunks are cut with FastCDC
+// chunk has none: it is its chunk, whose digest is the blob's (a chunk is
+// the blob of its own contents). Snix's empty and one-entry lists for that
+// case are still read. LayoutFiles is (nearly) Snix's object-store
+// layout; stores of either layout read both. Departures from Snix, all
+// measured: on the ext4 disks here every created file or directory costs
+// 0.3 ms or more of kernel time, and adding a fresh 20k-file tree spent
+// most of its time creating files. Hence pack files by default (a 1.1 GB,
+// 20k-file tree: 643 files instead of 23k), shards named by one byte
+// instead of two (36k shard directories down to 512) and no empty lists
+// for one-chunk blobs. Chunks are cut with FastCDC
 // (go-cdc-chunkers' spec-faithful "fastcdc-v1.0.0"; 128/256/512 KiB
 // minimum/average/maximum), so runs of bytes shared by blobs are stored
 // once. Chunk boundaries never change a blob's digest, BLAKE3 of the whole
@@ -25,11 +29,14 @@
 // # Consistency and durability
 //
 // Every file is written in <root>/tmp and renamed into place, so a reader
-// sees a whole file or none. A blob becomes visible when its chunk list
-// appears (a one-chunk blob: its chunk file), which happens only after all
-// its chunks are in place: a process
-// killed at any point never leaves a visible blob with missing or partial
-// chunks (the tests kill writers before and after each rename). What it
+// sees a whole file or none. A blob becomes visible to other processes
+// when its chunk list appears (a one-chunk blob: its chunk file, or its
+// pack once sealed), which happens only after all its chunks are in place
+// (packs holding them sealed): a process killed at any point never leaves
+// a visible blob with missing or partial chunks (the tests kill writers
+// before and after each rename). With LayoutPacks, blobs committed to a
+// pack not yet sealed are lost with a killed process; Sync seals, so a
+// blob is sure to outlive its writer once Sync returned. What it
 // leaves are temporary files, which never live under chunks/ or blobs/ and
 // which Open removes (at once for dead processes of the same pid
 // namespace, after WithTempMaxAge for others), and chunks no list refers
@@ -49,12 +56,13 @@
 // ms with it; see BenchmarkWriteSmall and
 // BenchmarkWriteSyncCommit). Instead, damage is made harmless and
 // repairable: chunks are verified on every read, a damaged one is moved to
-// corrupt/ and logged, writers replace chunk files too short to be a zstd
+// corrupt/ (a pack record: dropped and marked there) and logged, writers replace chunk files too short to be a zstd
 // frame and chunk lists that differ from theirs, so adding the content
 // again repairs the blob; Check finds such blobs. Callers that record
 // elsewhere that blobs exist (a path info in a database) call Sync, one
 // syncfs(2) for everything written so far, before they do. WithSync
-// (SyncCommit) makes each Commit durable instead.
+// (SyncCommit) makes each Commit durable instead (with LayoutPacks: each
+// seal of a pack, and Commit does not seal).
 //
 // # Verification
 //
@@ -77,9 +85,9 @@
 // readers that read in order get the next chunks loaded in the background;
 // chunks stored raw are read straight into place with one preadv.
 //
-// Compression puts speed first by default (CompressAuto): small blobs are
-// compressed with zstd's fastest level, chunks of large blobs only on
-// cores the pipeline leaves spare, raw otherwise. Measured here (AMD EPYC,
+// Compression puts speed first by default (CompressAuto): chunks are
+// compressed with zstd's fastest level only on cores the writers leave
+// spare, raw otherwise (on 2 cores: always raw). Measured here (AMD EPYC,
 // 2 cores shared with other work; bench_test.go has the benchmarks): zstd
 // fastest compresses binaries and sources at about 210 MB/s per core to
 // 0.31-0.38 of their size and decompresses them at about 700 MB/s; the
@@ -88,6 +96,7 @@
 //
 // # Options
 //
+//	WithLayout       LayoutPacks (default) or LayoutFiles
 //	WithCompression  CompressAuto (default), CompressFastest, CompressDefault, CompressNone
 //	WithSync         SyncNone (default) or SyncCommit
 //	WithCacheSize    decompressed-chunk cache, default 32 MiB (0: none, and no read-ahead)

@@ -245,16 +245,16 @@ func readFile(path string) ([]byte, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	return readAllAt(fd, path, st.Size)
+	return readAllAt(fd, path, 0, st.Size)
 }
 
-// readAllAt reads the size bytes of the open file fd into a buffer from
-// the pool, as readFile.
-func readAllAt(fd int, path string, size64 int64) ([]byte, error) {
+// readAllAt reads the size bytes at base of the open file fd into a buffer
+// from the pool, as readFile.
+func readAllAt(fd int, path string, base, size64 int64) ([]byte, error) {
 	size := int(size64)
 	buf := getBuf(size)
 	for n := 0; n < size; {
-		m, err := unix.Pread(fd, buf[n:size], int64(n))
+		m, err := unix.Pread(fd, buf[n:size], base+int64(n))
 		if err == unix.EINTR {
 			continue
 		}
@@ -285,13 +285,8 @@ func rawContentSize(fileSize int64) (int64, bool) {
 	return 0, false
 }
 
-// readChunkFile reads a chunk file. When it holds a raw frame (as
-// appendRawFrame writes it) of size bytes (-1: any size), the contents go
-// straight into a new buffer with one preadv (frame and block headers to
-// a scratch buffer, payloads to their place), saving a copy of the data,
-// and raw is true. Otherwise it returns the file's bytes, in a buffer the
-// caller returns with putBuf, to be decoded. It returns errNoFile when
-// there is no file.
+// readChunkFile reads a chunk file, as readFrame. It returns errNoFile
+// when there is no file.
 func readChunkFile(path string, size int64) (b []byte, raw bool, err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
@@ -305,13 +300,24 @@ func readChunkFile(path string, size int64) (b []byte, raw bool, err error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, false, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
+	return readFrame(fd, path, 0, st.Size, size)
+}
+
+// readFrame reads the frameLen bytes of a chunk's frame at base in fd (a
+// chunk file, or a record of a pack). When they hold a raw frame (as
+// appendRawFrame writes it) of size bytes (-1: any size), the contents go
+// straight into a new buffer with one preadv (frame and block headers to
+// a scratch buffer, payloads to their place), saving a copy of the data,
+// and raw is true. Otherwise it returns the frame's bytes, in a buffer the
+// caller returns with putBuf, to be decoded.
+func readFrame(fd int, path string, base, frameLen, size int64) (b []byte, raw bool, err error) {
 	if size < 0 {
-		if n, ok := rawContentSize(st.Size); ok {
+		if n, ok := rawContentSize(frameLen); ok {
 			size = n
 		}
 	}
-	if size < 0 || st.Size != int64(rawFrameSize(int(size))) {
-		b, err := readAllAt(fd, path, st.Size)
+	if size < 0 || frameLen != int64(rawFrameSize(int(size))) {
+		b, err := readAllAt(fd, path, base, frameLen)
 		return b, false, err
 	}
 	data := make([]byte, size)
@@ -324,10 +330,10 @@ func readChunkFile(path string, size int64) (b []byte, raw bool, err error) {
 		iov = append(iov, hdrs[rawFrameHeader+3*b:rawFrameHeader+3*b+3])
 		iov = append(iov, data[b*maxRawBlock:min(int(size), (b+1)*maxRawBlock)])
 	}
-	want := int(st.Size)
+	want := int(frameLen)
 	got := 0
 	for got < want {
-		n, err := unix.Preadv(fd, iov, int64(got))
+		n, err := unix.Preadv(fd, iov, base+int64(got))
 		if err == unix.EINTR {
 			continue
 		}
@@ -345,7 +351,7 @@ func readChunkFile(path string, size int64) (b []byte, raw bool, err error) {
 	if got == want && bytes.Equal(hdrs, rawFrameHeaders(expect[:0], int(size))) {
 		return data, true, nil
 	}
-	b, err = readAllAt(fd, path, st.Size)
+	b, err = readAllAt(fd, path, base, frameLen)
 	return b, false, err
 }
 

@@ -46,7 +46,7 @@ func readBack(t testing.TB, path string) []byte {
 // measured departures: shards are named by one byte, not two, and a
 // one-chunk blob is its chunk file alone, without an empty chunk list.
 func TestLayout(t *testing.T) {
-	s := openTest(t)
+	s := openTest(t, WithLayout(LayoutFiles))
 	hexPath := func(dir string, d castore.Digest) string {
 		return filepath.Join(s.Root(), dir, d.Hex()[:shardHex], d.Hex())
 	}
@@ -319,71 +319,122 @@ func TestOpenChunk(t *testing.T) {
 	}
 }
 
-// A damaged chunk is reported, moved aside, and writing the content again
-// repairs the blob. Check sees the damage and then sees none.
+// rewriteChunk replaces the stored bytes of chunk d (a chunk file or a
+// pack record) by what edit makes of them. Files may change length (nil
+// removes the file); records are edited in place, so edit must keep the
+// length.
+func rewriteChunk(t *testing.T, s *Store, d castore.Digest, edit func([]byte) []byte) {
+	t.Helper()
+	if loc, ok := s.packs.lookup(d); ok {
+		f := openPackRW(t, s, loc.pack)
+		defer f.Close()
+		b := make([]byte, loc.frameLen)
+		if _, err := f.ReadAt(b, loc.off); err != nil {
+			t.Fatal(err)
+		}
+		b = edit(b)
+		if len(b) != int(loc.frameLen) {
+			t.Fatalf("edit of a pack record changed its length")
+		}
+		if _, err := f.WriteAt(b, loc.off); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	path := s.chunkPath(d)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = edit(b)
+	os.Remove(path)
+	if b != nil {
+		if err := os.WriteFile(path, b, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A damaged chunk is reported, moved aside (files) or dropped and marked
+// (pack records), and writing the content again repairs the blob. Check
+// sees the damage and then sees none.
 func TestDamageAndRepair(t *testing.T) {
 	for _, c := range []struct {
-		name   string
-		size   int
-		damage func(t *testing.T, s *Store, d castore.Digest)
+		name      string
+		size      int
+		filesOnly bool
+		damage    func(t *testing.T, s *Store, d castore.Digest)
 	}{
-		{"flipped byte", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) { damageChunk(t, s, middleChunk(t, s, d)) }},
-		{"flipped byte one chunk", 10 << 10, func(t *testing.T, s *Store, d castore.Digest) { damageChunk(t, s, d) }},
-		{"emptied chunk", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) {
-			// What a power loss leaves of a chunk written without sync.
-			if err := os.Truncate(s.chunkPath(middleChunk(t, s, d)), 0); err != nil {
-				t.Fatal(err)
-			}
+		{"flipped byte", 2 << 20, false, func(t *testing.T, s *Store, d castore.Digest) { damageChunk(t, s, middleChunk(t, s, d)) }},
+		{"flipped byte one chunk", 10 << 10, false, func(t *testing.T, s *Store, d castore.Digest) { damageChunk(t, s, d) }},
+		{"emptied chunk", 2 << 20, false, func(t *testing.T, s *Store, d castore.Digest) {
+			// What a power loss leaves of a chunk written without sync:
+			// an empty file, or zeros in a pack.
+			rewriteChunk(t, s, middleChunk(t, s, d), func(b []byte) []byte {
+				if s.cfg.layout == LayoutFiles {
+					return b[:0]
+				}
+				return make([]byte, len(b))
+			})
 		}},
-		{"flipped header", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) {
-			path := s.chunkPath(middleChunk(t, s, d))
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[6] ^= 1 // in the frame header (the content size of a raw frame)
-			os.Remove(path)
-			if err := os.WriteFile(path, b, 0o444); err != nil {
-				t.Fatal(err)
-			}
+		{"flipped header", 2 << 20, false, func(t *testing.T, s *Store, d castore.Digest) {
+			rewriteChunk(t, s, middleChunk(t, s, d), func(b []byte) []byte {
+				b[6] ^= 1 // in the frame header (the content size of a raw frame)
+				return b
+			})
 		}},
-		{"removed chunk", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) {
-			if err := os.Remove(s.chunkPath(middleChunk(t, s, d))); err != nil {
-				t.Fatal(err)
-			}
+		{"removed chunk", 2 << 20, true, func(t *testing.T, s *Store, d castore.Digest) {
+			rewriteChunk(t, s, middleChunk(t, s, d), func([]byte) []byte { return nil })
 		}},
-		{"emptied chunk list", 2 << 20, func(t *testing.T, s *Store, d castore.Digest) {
+		{"emptied chunk list", 2 << 20, false, func(t *testing.T, s *Store, d castore.Digest) {
 			if err := os.Truncate(s.blobPath(d), 0); err != nil {
 				t.Fatal(err)
 			}
 		}},
 	} {
-		for _, comp := range []Compression{CompressNone, CompressFastest} {
-			t.Run(c.name+"/"+comp.String(), func(t *testing.T) {
-				s := openTest(t, WithCacheSize(0), WithCompression(comp))
-				data := castoretest.Pattern(c.size, 12)
-				d := castoretest.PutBlob(t, s, data)
-				c.damage(t, s, d)
-				if p, err := s.Check(t.Context(), true); err != nil || len(p) != 1 || p[0].Blob != d || !errors.Is(p[0].Err, castore.ErrCorrupt) {
-					t.Errorf("Check after damage: %v, %v; want one problem with %s", p, err, d)
-				}
-				for range 2 {
-					got, err := readAll(s, d)
-					if !errors.Is(err, castore.ErrCorrupt) {
-						t.Fatalf("read of damaged blob: %v, want ErrCorrupt", err)
+		for _, layout := range []Layout{LayoutPacks, LayoutFiles} {
+			if c.filesOnly && layout != LayoutFiles {
+				continue
+			}
+			for _, comp := range []Compression{CompressNone, CompressFastest} {
+				t.Run(c.name+"/"+layout.String()+"/"+comp.String(), func(t *testing.T) {
+					s := openTest(t, WithCacheSize(0), WithCompression(comp), WithLayout(layout))
+					data := castoretest.Pattern(c.size, 12)
+					d := castoretest.PutBlob(t, s, data)
+					c.damage(t, s, d)
+					if p, err := s.Check(t.Context(), true); err != nil || len(p) != 1 || p[0].Blob != d || !errors.Is(p[0].Err, castore.ErrCorrupt) {
+						t.Errorf("Check after damage: %v, %v; want one problem with %s", p, err, d)
 					}
-					if !bytes.Equal(got, data[:len(got)]) {
-						t.Fatal("damaged blob returned wrong bytes")
+					for range 2 {
+						got, err := readAll(s, d)
+						if !errors.Is(err, castore.ErrCorrupt) {
+							t.Fatalf("read of damaged blob: %v, want ErrCorrupt", err)
+						}
+						if !bytes.Equal(got, data[:len(got)]) {
+							t.Fatal("damaged blob returned wrong bytes")
+						}
 					}
-				}
-				castoretest.PutBlob(t, s, data)
-				if got, err := readAll(s, d); err != nil || !bytes.Equal(got, data) {
-					t.Fatalf("after writing again: %d bytes, %v", len(got), err)
-				}
-				if p, err := s.Check(t.Context(), true); err != nil || len(p) != 0 {
-					t.Errorf("Check after repair: %v, %v", p, err)
-				}
-			})
+					castoretest.PutBlob(t, s, data)
+					if got, err := readAll(s, d); err != nil || !bytes.Equal(got, data) {
+						t.Fatalf("after writing again: %d bytes, %v", len(got), err)
+					}
+					if p, err := s.Check(t.Context(), true); err != nil || len(p) != 0 {
+						t.Errorf("Check after repair: %v, %v", p, err)
+					}
+					// A new Store skips the marked record and finds the new copy.
+					if err := s.Close(); err != nil {
+						t.Fatal(err)
+					}
+					s2, err := Open(s.Root(), WithCacheSize(0), WithLogger(testLogger(t)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s2.Close()
+					if got, err := readAll(s2, d); err != nil || !bytes.Equal(got, data) {
+						t.Fatalf("reopened after repair: %d bytes, %v", len(got), err)
+					}
+				})
+			}
 		}
 	}
 }
@@ -688,32 +739,34 @@ func TestConcurrentWriters(t *testing.T) {
 // A chunk list giving a chunk the wrong size is damage of the list, not of
 // the chunk: reads fail, the chunk stays where other blobs find it.
 func TestWrongSizeInList(t *testing.T) {
-	for _, comp := range []Compression{CompressNone, CompressFastest} {
-		t.Run(comp.String(), func(t *testing.T) {
-			s := openTest(t, WithCacheSize(0), WithCompression(comp))
-			data := castoretest.Pattern(2<<20, 16)
-			d := castoretest.PutBlob(t, s, data)
-			st, err := s.StatBlob(t.Context(), d)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st.Chunks[1].Size += 1000
-			b, err := marshalChunkList(st.Chunks)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.publish(s.blobPath(d), b, false); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := readAll(s, d); !errors.Is(err, castore.ErrCorrupt) {
-				t.Fatalf("read with a wrong chunk size: %v, want ErrCorrupt", err)
-			}
-			if _, err := os.Stat(s.chunkPath(st.Chunks[1].Digest)); err != nil {
-				t.Errorf("the chunk was moved aside: %v", err)
-			}
-			if got := castoretest.ReadBlob(t, s, st.Chunks[1].Digest); len(got) != int(st.Chunks[1].Size)-1000 {
-				t.Errorf("chunk reads as %d bytes", len(got))
-			}
-		})
+	for _, layout := range []Layout{LayoutPacks, LayoutFiles} {
+		for _, comp := range []Compression{CompressNone, CompressFastest} {
+			t.Run(layout.String()+"/"+comp.String(), func(t *testing.T) {
+				s := openTest(t, WithCacheSize(0), WithCompression(comp), WithLayout(layout))
+				data := castoretest.Pattern(2<<20, 16)
+				d := castoretest.PutBlob(t, s, data)
+				st, err := s.StatBlob(t.Context(), d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.Chunks[1].Size += 1000
+				b, err := marshalChunkList(st.Chunks)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.publish(s.blobPath(d), b, false); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := readAll(s, d); !errors.Is(err, castore.ErrCorrupt) {
+					t.Fatalf("read with a wrong chunk size: %v, want ErrCorrupt", err)
+				}
+				if _, err := os.Stat(s.chunkPath(st.Chunks[1].Digest)); err != nil && !s.packs.has(st.Chunks[1].Digest) {
+					t.Errorf("the chunk was moved aside: %v", err)
+				}
+				if got := castoretest.ReadBlob(t, s, st.Chunks[1].Digest); len(got) != int(st.Chunks[1].Size)-1000 {
+					t.Errorf("chunk reads as %d bytes", len(got))
+				}
+			})
+		}
 	}
 }

@@ -24,7 +24,11 @@ import (
 	"github.com/castor-nix/castor/store/castore/castoretest"
 )
 
-const helperEnv = "OBJECTSTORE_TEST_HELPER"
+const (
+	helperEnv = "OBJECTSTORE_TEST_HELPER"
+	// layoutEnv is "files" for a helper writing LayoutFiles.
+	layoutEnv = "OBJECTSTORE_TEST_LAYOUT"
+)
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
@@ -49,7 +53,10 @@ func workload(i int) []byte {
 
 // runHelper is the helper process's main. Modes:
 //
-//	write N        write blobs 0..N-1, printing "ok <i> <digest>" after each commit
+//	write N        write blobs 0..N-1, printing "ok <i> <digest>" after each
+//	               commit and Sync (a blob is sure to outlive its writer
+//	               once Sync returned: with LayoutPacks, chunks of a blob
+//	               committed but not synced may be lost with the process)
 //	crash W N      like write (forever), but SIGKILL itself at the Nth
 //	               rename of kind W ("before": a temporary file written,
 //	               not renamed; "after": a file renamed into place)
@@ -71,6 +78,9 @@ func runHelper(mode, dir string) error {
 	if args[0] == "rss" {
 		// Compress, so that the 4 GiB hardly reach the disk.
 		opts = append(opts, WithCompression(CompressFastest))
+	}
+	if os.Getenv(layoutEnv) == "files" {
+		opts = append(opts, WithLayout(LayoutFiles))
 	}
 	s, err := Open(dir, opts...)
 	if err != nil {
@@ -104,6 +114,9 @@ func runHelper(mode, dir string) error {
 				return err
 			}
 			w.Close()
+			if err := s.Sync(context.Background()); err != nil {
+				return err
+			}
 			fmt.Fprintf(out, "ok %d %s\n", i, d)
 			out.Flush()
 		}
@@ -154,11 +167,11 @@ func (r *sparseRandom) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// helper starts the helper in mode on store dir.
-func helper(t *testing.T, mode, dir string) *exec.Cmd {
+// helper starts the helper in mode on store dir, writing layout.
+func helper(t *testing.T, layout Layout, mode, dir string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", dir)
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, layoutEnv+"="+layout.String())
 	cmd.Stderr = os.Stderr
 	return cmd
 }
@@ -218,25 +231,29 @@ func verifyAfterCrash(t *testing.T, dir string, done map[int]castore.Digest) {
 }
 
 // TestCrashAtEveryStep kills a writer right before and right after each of
-// its first renames (chunk files and chunk lists alike), then checks the
-// store it left.
+// its first renames (packs, chunk files and chunk lists alike), then
+// checks the store it left.
 func TestCrashAtEveryStep(t *testing.T) {
-	steps := 40
-	if testing.Short() {
-		steps = 12
+	steps := 30
+	if testing.Short() || raceEnabled {
+		// The race detector finds nothing in killed processes; fewer
+		// steps keep the -race run short.
+		steps = 6
 	}
-	for _, where := range []string{"before", "after"} {
-		for n := 1; n <= steps; n++ {
-			t.Run(fmt.Sprintf("%s-%d", where, n), func(t *testing.T) {
-				dir := t.TempDir()
-				cmd := helper(t, fmt.Sprintf("crash %s %d", where, n), dir)
-				out, err := cmd.Output()
-				var exit *exec.ExitError
-				if !errorsAs(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("helper did not die by SIGKILL: %v", err)
-				}
-				verifyAfterCrash(t, dir, committed(t, out))
-			})
+	for _, layout := range []Layout{LayoutPacks, LayoutFiles} {
+		for _, where := range []string{"before", "after"} {
+			for n := 1; n <= steps; n++ {
+				t.Run(fmt.Sprintf("%s/%s-%d", layout, where, n), func(t *testing.T) {
+					dir := t.TempDir()
+					cmd := helper(t, layout, fmt.Sprintf("crash %s %d", where, n), dir)
+					out, err := cmd.Output()
+					var exit *exec.ExitError
+					if !errorsAs(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+						t.Fatalf("helper did not die by SIGKILL: %v", err)
+					}
+					verifyAfterCrash(t, dir, committed(t, out))
+				})
+			}
 		}
 	}
 }
@@ -244,6 +261,12 @@ func TestCrashAtEveryStep(t *testing.T) {
 // TestCrashAnywhere kills writers at whatever point they have reached once
 // they reported a few commits, several writers sharing one store.
 func TestCrashAnywhere(t *testing.T) {
+	for _, layout := range []Layout{LayoutPacks, LayoutFiles} {
+		t.Run(layout.String(), func(t *testing.T) { testCrashAnywhere(t, layout) })
+	}
+}
+
+func testCrashAnywhere(t *testing.T, layout Layout) {
 	dir := t.TempDir()
 	all := make(map[int]castore.Digest)
 	for round := range 3 {
@@ -251,7 +274,7 @@ func TestCrashAnywhere(t *testing.T) {
 		var outs []*bytes.Buffer
 		var copied []chan struct{}
 		for range 2 {
-			cmd := helper(t, "crash after 1000000000", dir)
+			cmd := helper(t, layout, "crash after 1000000000", dir)
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -294,12 +317,18 @@ func TestCrashAnywhere(t *testing.T) {
 // TestConcurrentProcesses has three processes write the same blobs into
 // one store at once.
 func TestConcurrentProcesses(t *testing.T) {
+	for _, layout := range []Layout{LayoutPacks, LayoutFiles} {
+		t.Run(layout.String(), func(t *testing.T) { testConcurrentProcesses(t, layout) })
+	}
+}
+
+func testConcurrentProcesses(t *testing.T, layout Layout) {
 	dir := t.TempDir()
 	const n = 12
 	var cmds []*exec.Cmd
 	var outs []*bytes.Buffer
 	for range 3 {
-		cmd := helper(t, fmt.Sprintf("write %d", n), dir)
+		cmd := helper(t, layout, fmt.Sprintf("write %d", n), dir)
 		buf := &bytes.Buffer{}
 		cmd.Stdout = buf
 		if err := cmd.Start(); err != nil {
@@ -334,7 +363,7 @@ func TestPeakRSS(t *testing.T) {
 	}
 	dir := t.TempDir()
 	const size = 1 << 30
-	out, err := helper(t, fmt.Sprintf("rss %d", int64(size)), dir).Output()
+	out, err := helper(t, LayoutPacks, fmt.Sprintf("rss %d", int64(size)), dir).Output()
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}

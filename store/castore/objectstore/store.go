@@ -46,15 +46,14 @@ var errStoreClosed = ErrClosed
 type Compression int
 
 const (
-	// CompressAuto puts speed first. Small blobs (up to MinChunkSize,
-	// written on the caller's goroutine) are compressed with zstd's
-	// fastest level. Chunks of large blobs are compressed only on cores
-	// the write pipeline leaves spare (hashing and chunking keep about two
-	// busy: GOMAXPROCS-2 compress at most) and only when no chunk is
-	// waiting; the others are stored raw, as a zstd frame of stored blocks,
-	// which costs a memcpy and is also the fastest to read. Adding a large
-	// file thus runs at hashing and chunking speed; on a 2-core machine its
-	// chunks are stored raw.
+	// CompressAuto puts speed first: chunks are compressed, with zstd's
+	// fastest level, only on cores the writers leave spare (hashing,
+	// chunking and reading keep about two busy: GOMAXPROCS-2 compress at
+	// most), chunks of large blobs only when no chunk is waiting. The
+	// others are stored raw, as a zstd frame of stored blocks, which costs
+	// a memcpy and is also the fastest to read. Adding files thus runs at
+	// hashing and chunking speed; on a 2-core machine nothing is
+	// compressed (the store then takes about the space Nix's does).
 	CompressAuto Compression = iota
 	// CompressFastest always uses zstd's fastest level (about 250 MB/s per
 	// core on binaries here, ratio ~0.35).
@@ -98,12 +97,14 @@ func levelOf(c Compression) zstd.EncoderLevel {
 // config holds the options of Open.
 type config struct {
 	compression Compression
+	layout      Layout
 	sync        SyncMode
 	cacheBytes  int64
 	readAhead   int
 	workers     int
 	tempMaxAge  time.Duration
 	log         *slog.Logger
+	packTarget  int64 // tests make it small
 }
 
 // Option configures Open.
@@ -147,6 +148,7 @@ type Store struct {
 	cache *chunkCache
 	temps tempNames
 	log   *slog.Logger
+	packs *packSet
 
 	// Read-ahead loads run in the background: bgSem bounds how many at
 	// once, bgWG lets Close wait for them, and bgMu orders starting one
@@ -165,6 +167,8 @@ type Store struct {
 	// published counts files this process renamed into place; synced is
 	// the count the last successful Sync covered.
 	published, synced atomic.Int64
+	// syncs counts syncfs calls (tests check Sync skips clean stores).
+	syncs atomic.Int64
 
 	chunkShards, blobShards shardSet
 
@@ -215,6 +219,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		workers:     runtime.GOMAXPROCS(0),
 		tempMaxAge:  time.Hour,
 		log:         slog.Default(),
+		packTarget:  defaultPackTarget,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -223,7 +228,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objectstore: %w", err)
 	}
-	for _, d := range []string{chunksDir, blobsDir, tmpDir} {
+	for _, d := range []string{chunksDir, blobsDir, tmpDir, packsDir} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("objectstore: %w", err)
 		}
@@ -256,15 +261,21 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		prefix: strconv.FormatUint(ns, 10) + "-" + strconv.Itoa(os.Getpid()) + "-" +
 			strconv.FormatUint(binary.LittleEndian.Uint64(rnd[:]), 36) + "-",
 	}
+	s.packs = newPackSet(s)
+	if _, err := s.packs.scan(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // Root returns the store's directory.
 func (s *Store) Root() string { return s.root }
 
-// Close stops read-ahead and makes further operations fail with ErrClosed.
-// Writers not yet committed fail their Commit; readers fail their next
-// read of a chunk not in memory. Close does not wait for them.
+// Close seals the open pack, stops read-ahead and makes further
+// operations fail with ErrClosed. Writers not yet committed fail their
+// Commit; readers fail their next read of a chunk not in memory. Close
+// does not wait for them. It returns an error if the open pack could not
+// be sealed: its blobs are then lost.
 func (s *Store) Close() error {
 	s.bgMu.Lock()
 	wasClosed := s.closed.Swap(true)
@@ -274,16 +285,23 @@ func (s *Store) Close() error {
 	}
 	close(s.bgStop)
 	s.bgWG.Wait()
+	if err := s.packs.flush(); err != nil {
+		return fmt.Errorf("objectstore: close: %w", err)
+	}
 	return nil
 }
 
 // Sync makes every blob committed so far, by any writer of the file
-// system, durable: one syncfs(2) of the file system holding the store.
-// Callers with SyncNone call it before recording elsewhere (a path info,
-// a database) that the blobs exist.
+// system, durable and visible to other processes: it seals the open pack,
+// then runs one syncfs(2) of the file system holding the store. Callers
+// with SyncNone call it before recording elsewhere (a path info, a
+// database) that the blobs exist.
 func (s *Store) Sync(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if err := s.packs.flush(); err != nil {
+		return fmt.Errorf("objectstore: sync: %w", err)
 	}
 	// Nothing written since the last Sync (a path whose blobs were all
 	// there already): no flush. Files of other processes are theirs to
@@ -309,6 +327,7 @@ func (s *Store) syncfs() error {
 		return fmt.Errorf("objectstore: sync: %w", &os.PathError{Op: "open", Path: s.root, Err: err})
 	}
 	defer unix.Close(fd)
+	s.syncs.Add(1)
 	if err := unix.Syncfs(fd); err != nil {
 		return fmt.Errorf("objectstore: sync: %w", &os.PathError{Op: "syncfs", Path: s.root, Err: err})
 	}
@@ -334,6 +353,10 @@ func fsyncDir(path string) error {
 func (s *Store) StatBlob(ctx context.Context, d castore.Digest) (*castore.BlobStat, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
+	}
+	// A chunk in a pack is a one-chunk blob: no chunk list to look for.
+	if loc, ok := s.packs.lookup(d); ok {
+		return &castore.BlobStat{Size: uint64(loc.size)}, nil
 	}
 	path := s.blobPath(d)
 	size, ok, err := statSize(path)
@@ -395,6 +418,11 @@ var errNoChunk = errors.New("no chunk file")
 func (s *Store) singleChunkSize(d castore.Digest) (int64, error) {
 	if b, ok := s.cache.peek(d); ok {
 		return int64(len(b)), nil
+	}
+	if loc, ok, err := s.packs.find(d); err != nil {
+		return 0, err
+	} else if ok {
+		return int64(loc.size), nil
 	}
 	var head [32]byte
 	n, err := readHead(s.chunkPath(d), head[:])
@@ -463,8 +491,12 @@ func (s *Store) OpenBlob(ctx context.Context, d castore.Digest) (castore.BlobRea
 // one stays an ErrCorrupt instead of turning into a plain miss. Only
 // looked at on a miss.
 func (s *Store) quarantined(d castore.Digest) bool {
-	_, err := os.Lstat(filepath.Join(s.root, quarantineDir, d.Hex()))
-	return err == nil
+	for _, name := range []string{d.Hex(), d.Hex() + recordMarkerSuffix} {
+		if _, err := os.Lstat(filepath.Join(s.root, quarantineDir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // loadChunk returns chunk d, verified, through the cache. size is its
@@ -485,12 +517,21 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, errStoreClosed
 	}
+	if loc, ok := s.packs.lookup(d); ok {
+		return s.packs.readPacked(loc, size)
+	}
 	path := s.chunkPath(d)
 	frame, raw, err := readChunkFile(path, size)
-	if err != nil {
-		if err == errNoFile {
-			return nil, errNoFile
+	if err == errNoFile {
+		// Perhaps in a pack another process sealed since we looked.
+		if loc, ok, err := s.packs.find(d); err != nil {
+			return nil, err
+		} else if ok {
+			return s.packs.readPacked(loc, size)
 		}
+		return nil, errNoFile
+	}
+	if err != nil {
 		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
 	}
 	if raw {

@@ -23,10 +23,25 @@ func openTest(t testing.TB, opts ...Option) *Store {
 	return s
 }
 
-// damageChunk flips one byte in the middle of chunk file d, replacing the
-// file by rename as a writer would (chunk files are read-only).
+// damageChunk flips one byte in the middle of chunk d: in its pack
+// record, written in place, or in its chunk file, replaced by rename as a
+// writer would (chunk files are read-only).
 func damageChunk(t testing.TB, s *Store, d castore.Digest) {
 	t.Helper()
+	if loc, ok := s.packs.lookup(d); ok {
+		f := openPackRW(t, s, loc.pack)
+		defer f.Close()
+		var b [1]byte
+		at := loc.off + int64(loc.frameLen)/2
+		if _, err := f.ReadAt(b[:], at); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0x40
+		if _, err := f.WriteAt(b[:], at); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	path := s.chunkPath(d)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -40,6 +55,19 @@ func damageChunk(t testing.TB, s *Store, d castore.Digest) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openPackRW opens pack p for writing, open (in tmp/) or sealed.
+func openPackRW(t testing.TB, s *Store, p *packFile) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(p.f.Name(), os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		f, err = os.OpenFile(filepath.Join(s.root, packsDir, p.name), os.O_RDWR, 0)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // middleChunk returns the digest of a chunk in the middle of blob d (d
@@ -62,6 +90,7 @@ func TestBlobService(t *testing.T) {
 		opts []Option
 	}{
 		{"auto", nil},
+		{"files", []Option{WithLayout(LayoutFiles)}},
 		{"fastest", []Option{WithCompression(CompressFastest)}},
 		{"none", []Option{WithCompression(CompressNone)}},
 		{"nocache", []Option{WithCacheSize(0)}},
