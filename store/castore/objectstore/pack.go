@@ -91,11 +91,17 @@ func WithLayout(l Layout) Option { return func(o *config) { o.layout = l } }
 
 // packFile is one pack: open (being appended to, in tmp/) or sealed.
 type packFile struct {
-	f    *os.File
 	name string // base name in packs/ once sealed
 
-	// While open, guarded by packSet.mu: the next free offset and the
-	// records appended so far.
+	// Guarded by packSet.fdMu: the file's current path (in tmp/ while
+	// open), its descriptor (nil while closed: sealed packs are opened on
+	// demand, see acquire) and the reads using it.
+	path string
+	f    *os.File
+	refs int
+
+	// While open, guarded by the lane's mutex: the next free offset;
+	// guarded by packSet.mu: the records appended so far.
 	off     int64
 	entries []packEntry
 
@@ -125,14 +131,20 @@ type packSet struct {
 	s   *Store
 	dir string
 
-	mu    sync.RWMutex
-	index map[castore.Digest]packLoc
-	// lanes are the packs appends go to (nil until needed), one per
-	// core: buffered writes to one file serialize on its inode lock, and
-	// one shared pack made concurrent writers wait for each other (a
-	// 20k-file add spent most of its time there).
-	lanes    []*packFile
-	unsealed map[*packFile]struct{} // open packs, lanes included
+	mu       sync.RWMutex
+	index    map[castore.Digest]packLoc
+	unsealed map[*packFile]struct{} // open packs
+
+	// lanes hold the packs appends go to, up to one per core: buffered
+	// writes to one file serialize on its inode lock, so one shared pack
+	// made concurrent writers wait for each other. An append takes the
+	// first lane free, so a lone writer fills one pack.
+	lanes []lane
+
+	// fdMu guards the descriptors of packs (see acquire); open lists the
+	// sealed packs whose descriptor is open.
+	fdMu sync.Mutex
+	open []*packFile
 
 	// scanMu serializes scans of packs/; known holds the names loaded.
 	scanMu    sync.Mutex
@@ -143,15 +155,68 @@ type packSet struct {
 	badLoaded bool
 }
 
+// lane is a pack being appended to, and the append under way.
+type lane struct {
+	mu sync.Mutex
+	p  *packFile // nil until needed
+}
+
+// maxOpenPacks bounds the descriptors kept open for reading sealed packs.
+const maxOpenPacks = 256
+
 func newPackSet(s *Store) *packSet {
 	return &packSet{
 		s:        s,
 		dir:      filepath.Join(s.root, packsDir),
 		index:    make(map[castore.Digest]packLoc),
-		lanes:    make([]*packFile, max(1, runtime.GOMAXPROCS(0))),
+		lanes:    make([]lane, max(1, runtime.GOMAXPROCS(0))),
 		unsealed: make(map[*packFile]struct{}),
 		known:    make(map[string]bool),
 	}
+}
+
+// acquire returns p's descriptor, opening it if closed; release gives it
+// back. Sealed packs keep their descriptor open until more than
+// maxOpenPacks are, when one no read is using is closed: a store of many
+// thousands of packs must not run out of descriptors.
+func (ps *packSet) acquire(p *packFile) (*os.File, error) {
+	ps.fdMu.Lock()
+	defer ps.fdMu.Unlock()
+	if p.f == nil {
+		f, err := os.Open(p.path)
+		if err != nil {
+			return nil, err
+		}
+		p.f = f
+		ps.open = append(ps.open, p)
+		if len(ps.open) > maxOpenPacks {
+			ps.closeIdle()
+		}
+	}
+	p.refs++
+	return p.f, nil
+}
+
+func (ps *packSet) release(p *packFile) {
+	ps.fdMu.Lock()
+	p.refs--
+	ps.fdMu.Unlock()
+}
+
+// closeIdle closes the descriptors of sealed packs no read uses, oldest
+// opened first, down to half of maxOpenPacks. Called with fdMu held.
+func (ps *packSet) closeIdle() {
+	kept := ps.open[:0]
+	for i, p := range ps.open {
+		if p.refs == 0 && len(ps.open)-i+len(kept) > maxOpenPacks/2 {
+			p.f.Close()
+			p.f = nil
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(ps.open[len(kept):])
+	ps.open = kept
 }
 
 // lookup returns where chunk d is, if in a pack this Store knows.
@@ -188,32 +253,43 @@ func (ps *packSet) has(d castore.Digest) bool {
 // the open pack, unless a pack holds d already. It returns whether it
 // wrote.
 func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error) {
-	ps.mu.Lock()
-	if _, ok := ps.index[d]; ok {
-		ps.mu.Unlock()
+	if ps.has(d) {
 		return false, nil
 	}
-	lane := int(d[0]) % len(ps.lanes)
-	if ps.lanes[lane] == nil {
+	var l *lane
+	for i := range ps.lanes {
+		if ps.lanes[i].mu.TryLock() {
+			l = &ps.lanes[i]
+			break
+		}
+	}
+	if l == nil {
+		l = &ps.lanes[int(d[0])%len(ps.lanes)]
+		l.mu.Lock()
+	}
+	if l.p == nil {
 		p, err := ps.create()
 		if err != nil {
-			ps.mu.Unlock()
+			l.mu.Unlock()
 			return false, err
 		}
-		ps.lanes[lane] = p
+		ps.mu.Lock()
 		ps.unsealed[p] = struct{}{}
+		ps.mu.Unlock()
+		l.p = p
 	}
-	p := ps.lanes[lane]
+	p := l.p
 	off := p.off
 	p.off += int64(len(frame))
 	p.writers.Add(1)
 	full := p.off >= ps.s.cfg.packTarget
 	if full {
-		ps.lanes[lane] = nil // appends from now on go to a new pack
+		l.p = nil // appends from now on go to a new pack
 	}
-	ps.mu.Unlock()
-
+	// The lane is held while writing: concurrent writes to one file
+	// would only wait for each other in the kernel.
 	_, err := p.f.WriteAt(frame, off)
+	l.mu.Unlock()
 	if err == nil {
 		e := packEntry{digest: d, off: off, frameLen: uint32(len(frame)), size: uint32(size)}
 		ps.mu.Lock()
@@ -225,7 +301,7 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	}
 	p.writers.Done()
 	if err != nil {
-		return false, fmt.Errorf("write pack %s: %w", p.f.Name(), err)
+		return false, fmt.Errorf("write pack %s: %w", p.path, err)
 	}
 	if full {
 		if err := ps.seal(p); err != nil {
@@ -235,7 +311,7 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	return true, nil
 }
 
-// create starts a new open pack in tmp/. Called with mu held.
+// create starts a new open pack in tmp/.
 func (ps *packSet) create() (*packFile, error) {
 	for {
 		tmp := ps.s.temps.next()
@@ -251,7 +327,7 @@ func (ps *packSet) create() (*packFile, error) {
 			os.Remove(tmp)
 			return nil, fmt.Errorf("create pack: %w", err)
 		}
-		return &packFile{f: f, name: filepath.Base(tmp) + packSuffix, off: int64(len(packMagic))}, nil
+		return &packFile{f: f, path: tmp, name: filepath.Base(tmp) + packSuffix, off: int64(len(packMagic))}, nil
 	}
 }
 
@@ -261,11 +337,7 @@ func (ps *packSet) create() (*packFile, error) {
 // that they are written again.
 func (ps *packSet) seal(p *packFile) error {
 	p.sealOnce.Do(func() {
-		ps.mu.Lock()
-		if i := slices.Index(ps.lanes, p); i >= 0 {
-			ps.lanes[i] = nil
-		}
-		ps.mu.Unlock()
+		ps.detach(func(q *packFile) bool { return q == p })
 		p.writers.Wait()
 		ps.mu.Lock()
 		entries := slices.Clone(p.entries)
@@ -275,6 +347,13 @@ func (ps *packSet) seal(p *packFile) error {
 		delete(ps.unsealed, p)
 		if p.sealErr == nil {
 			p.sealed = true
+			ps.fdMu.Lock()
+			p.path = filepath.Join(ps.dir, p.name)
+			ps.open = append(ps.open, p)
+			if len(ps.open) > maxOpenPacks {
+				ps.closeIdle()
+			}
+			ps.fdMu.Unlock()
 		} else {
 			for _, e := range entries {
 				if loc, ok := ps.index[e.digest]; ok && loc.pack == p {
@@ -290,7 +369,7 @@ func (ps *packSet) seal(p *packFile) error {
 // writeSealed appends index and footer to p and renames it into packs/.
 // An empty pack is removed instead.
 func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
-	tmp := p.f.Name()
+	tmp := p.path
 	if len(entries) == 0 {
 		os.Remove(tmp)
 		return nil
@@ -338,6 +417,19 @@ func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 	return nil
 }
 
+// detach takes the packs that match out of their lanes, so that appends
+// go to new packs.
+func (ps *packSet) detach(match func(*packFile) bool) {
+	for i := range ps.lanes {
+		l := &ps.lanes[i]
+		l.mu.Lock()
+		if l.p != nil && match(l.p) {
+			l.p = nil
+		}
+		l.mu.Unlock()
+	}
+}
+
 // sealFor seals the open packs holding any of the chunks ds, so that a
 // chunk list naming them can be published.
 func (ps *packSet) sealFor(ds []castore.Digest) error {
@@ -359,12 +451,12 @@ func (ps *packSet) sealFor(ds []castore.Digest) error {
 
 // flush seals every open pack.
 func (ps *packSet) flush() error {
+	ps.detach(func(*packFile) bool { return true })
 	ps.mu.Lock()
 	open := make([]*packFile, 0, len(ps.unsealed))
 	for p := range ps.unsealed {
 		open = append(open, p)
 	}
-	clear(ps.lanes)
 	ps.mu.Unlock()
 	var errs []error
 	for _, p := range open {
@@ -428,16 +520,17 @@ func (ps *packSet) scan() (bool, error) {
 
 // load opens sealed pack name and reads and checks its index.
 func (ps *packSet) load(name string) (*packFile, []packEntry, error) {
-	f, err := os.Open(filepath.Join(ps.dir, name))
+	path := filepath.Join(ps.dir, name)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	idx, err := readPackIndex(f)
+	f.Close() // reopened when read
 	if err != nil {
-		f.Close()
 		return nil, nil, err
 	}
-	return &packFile{f: f, name: name, sealed: true}, idx, nil
+	return &packFile{path: path, name: name, sealed: true}, idx, nil
 }
 
 // readPackIndex reads and validates the index of the sealed pack f.
@@ -497,9 +590,12 @@ func (ps *packSet) readPacked(loc packLoc, size int64) ([]byte, error) {
 	if size >= 0 && size != int64(loc.size) {
 		return nil, fmt.Errorf("chunk %s: %w: the chunk list says %d bytes, the chunk has %d", d, castore.ErrCorrupt, size, loc.size)
 	}
-	f := loc.pack.f
+	f, err := ps.acquire(loc.pack)
+	if err != nil {
+		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
+	}
 	data, raw, err := readFrame(int(f.Fd()), f.Name(), loc.off, int64(loc.frameLen), int64(loc.size))
-	runtime.KeepAlive(f)
+	ps.release(loc.pack)
 	if err != nil {
 		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
 	}

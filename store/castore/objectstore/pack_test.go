@@ -298,3 +298,34 @@ func FuzzReadPackIndex(f *testing.F) {
 		}
 	})
 }
+
+// A store of more packs than maxOpenPacks reads every blob while keeping
+// at most maxOpenPacks descriptors open.
+func TestPackDescriptorsBounded(t *testing.T) {
+	s := openTest(t, withPackTarget(1)) // every chunk seals its pack
+	n := maxOpenPacks + 60
+	ds := make([]castore.Digest, n)
+	for i := range n {
+		ds[i] = castoretest.PutBlob(t, s, castoretest.Pattern(100+i, uint64(i)))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sealedPacks(t, s.Root())); got != n {
+		t.Fatalf("%d packs, want %d", got, n)
+	}
+	s2 := openTestDir(t, s.Root(), WithCacheSize(0))
+	for round := range 2 {
+		for i, d := range ds {
+			if got := castoretest.ReadBlob(t, s2, d); !bytes.Equal(got, castoretest.Pattern(100+i, uint64(i))) {
+				t.Fatalf("round %d: blob %d reads back wrong", round, i)
+			}
+			s2.packs.fdMu.Lock()
+			open := len(s2.packs.open)
+			s2.packs.fdMu.Unlock()
+			if open > maxOpenPacks {
+				t.Fatalf("%d pack descriptors open", open)
+			}
+		}
+	}
+}

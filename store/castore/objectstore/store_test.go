@@ -60,10 +60,10 @@ func damageChunk(t testing.TB, s *Store, d castore.Digest) {
 // openPackRW opens pack p for writing, open (in tmp/) or sealed.
 func openPackRW(t testing.TB, s *Store, p *packFile) *os.File {
 	t.Helper()
-	f, err := os.OpenFile(p.f.Name(), os.O_RDWR, 0)
-	if os.IsNotExist(err) {
-		f, err = os.OpenFile(filepath.Join(s.root, packsDir, p.name), os.O_RDWR, 0)
-	}
+	s.packs.fdMu.Lock()
+	path := p.path
+	s.packs.fdMu.Unlock()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
