@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -477,7 +478,11 @@ func (ps *packSet) scan() (bool, error) {
 		}
 		return false, fmt.Errorf("objectstore: %w", &os.PathError{Op: "stat", Path: ps.dir, Err: err})
 	}
-	if st.Mtim == ps.dirStamp && st.Size == ps.dirSize {
+	// An unchanged directory needs no listing, but its time stamp is
+	// coarse (a clock tick): renames in the same tick as the last listing
+	// leave it as it was. So a recent stamp proves nothing.
+	mtime := time.Unix(st.Mtim.Unix())
+	if st.Mtim == ps.dirStamp && st.Size == ps.dirSize && time.Since(mtime) > 2*time.Second {
 		return false, nil
 	}
 	entries, err := os.ReadDir(ps.dir)
