@@ -42,13 +42,16 @@ for comp in $COMPRESSIONS; do
   url=$(cat "$work/url")
   size=$(du -sh "$cache" | cut -f1)
   nts=(); cts=()
-  for _ in $(seq "$RUNS"); do
-    rm -rf "$work/nixdst" "$work/castordst"
+  for i in $(seq "$RUNS"); do
+    # Fresh stores each run, removed after the runs: deleting many files
+    # right before a run slows the next file creations (ext4 skips
+    # recently freed inodes; this disk discards on delete).
     sync
-    nts+=("$(secs nix copy --from "$url" --option trusted-public-keys "$pk" --to "$work/nixdst" "$tree" "$big")")
+    nts+=("$(secs nix copy --from "$url" --option trusted-public-keys "$pk" --to "$work/nixdst$i" "$tree" "$big")")
     sync
-    cts+=("$(secs env CASTOR_HOME="$work/castordst" "$work/castor" store copy --from "nix+$url?trusted-public-keys=$pk" "$tree" "$big")")
+    cts+=("$(secs env CASTOR_HOME="$work/castordst$i" "$work/castor" store copy --from "nix+$url?trusted-public-keys=$pk" "$tree" "$big")")
   done
+  rm -rf "$work"/nixdst* "$work"/castordst*
   nt=$(printf '%s\n' "${nts[@]}" | median); ct=$(printf '%s\n' "${cts[@]}" | median)
   awk -v c="$comp" -v s="$size" -v n="$nt" -v k="$ct" 'BEGIN {printf "copy --from, %-5s (cache %s, median of '"$RUNS"'): nix %.2fs, castor %.2fs, ratio nix/castor %.2fx (target >= 2x)\n", c, s, n, k, n/k}'
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
