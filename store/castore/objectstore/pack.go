@@ -290,6 +290,9 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	// The lane is held while writing: concurrent writes to one file
 	// would only wait for each other in the kernel.
 	_, err := p.f.WriteAt(frame, off)
+	if err == nil && off/writebackStep != p.off/writebackStep {
+		startWriteback(p.f, p.off/writebackStep*writebackStep-writebackStep, writebackStep)
+	}
 	l.mu.Unlock()
 	if err == nil {
 		e := packEntry{digest: d, off: off, frameLen: uint32(len(frame)), size: uint32(size)}
@@ -395,6 +398,8 @@ func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 		if err := p.f.Sync(); err != nil {
 			return fmt.Errorf("seal pack %s: %w", tmp, err)
 		}
+	} else {
+		startWriteback(p.f, 0, 0)
 	}
 	dst := filepath.Join(ps.dir, p.name)
 	if ps.s.hooks.beforeRename != nil {
@@ -416,6 +421,19 @@ func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 		ps.s.hooks.afterPublish(dst)
 	}
 	return nil
+}
+
+// writebackStep is how much of an open pack is written before its
+// writeback is started.
+const writebackStep = 16 << 20
+
+// startWriteback asks the kernel to start writing the range of f to disk
+// (length 0: to the end), without waiting. Sync, which must wait for the
+// data before a path info records it, then finds most of it written: the
+// disk works while the writers go on instead of after them (adding 1 GB
+// here spent 0.5 s in the final syncfs). Errors are for Sync to meet.
+func startWriteback(f *os.File, off, n int64) {
+	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // detach takes the packs that match out of their lanes, so that appends
