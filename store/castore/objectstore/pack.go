@@ -305,7 +305,7 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	}
 	p.writers.Done()
 	if err != nil {
-		return false, fmt.Errorf("write pack %s: %w", p.path, err)
+		return false, fmt.Errorf("write pack %s: %w", p.name, err)
 	}
 	if full {
 		if err := ps.seal(p); err != nil {
