@@ -13,6 +13,15 @@
 // goroutine with a Queue; the device pops descriptor chains, fills them and
 // pushes them back to the used ring.
 //
+// Data path: Pop hands out a chain's buffers as slices of the mapped guest
+// memory, buffers adjacent in memory merged into one slice (a guest sends
+// a large buffer as one descriptor per page), and the pages of the
+// writable ones already in this process's page tables (see pageTable), so
+// a device fills them with one copy and no page faults. A device waits for
+// the guest's kicks with Queue.WaitKick, which reads the kick eventfd on
+// the popping goroutine itself, or on the Queue.Kicks channel when it must
+// wait for other things too.
+//
 // Stopping is prompt by design: GET_VRING_BASE, SET_VRING_ENABLE 0,
 // RESET_OWNER and the end of the connection cancel the context RunQueue got
 // and wake the goroutine waiting on the kick eventfd (kick fds live in Go's

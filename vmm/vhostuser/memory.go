@@ -11,8 +11,9 @@ import (
 // [GuestAddr, GuestAddr+Size).
 type region struct {
 	MemoryRegion
-	data  []byte
-	unmap func() error // nil for memory the backend did not map (fakes)
+	data   []byte
+	unmap  func() error // nil for memory the backend did not map (fakes)
+	mapped *pageTable   // nil for memory the backend did not map (fakes)
 }
 
 // memory is an immutable table of mapped regions sorted by guest address.
@@ -40,6 +41,7 @@ func mapRegion(fd int, r MemoryRegion) (region, error) {
 		MemoryRegion: r,
 		data:         b[r.MmapOffset:length:length],
 		unmap:        func() error { return unix.Munmap(b) },
+		mapped:       newPageTable(b),
 	}, nil
 }
 
@@ -82,6 +84,14 @@ func (m *memory) unmapAll() {
 	}
 }
 
+// prefault makes sure r.data[start:end) is in our page tables before the
+// device writes there (see pageTable).
+func (r *region) prefault(start, end uint64) {
+	if r.mapped != nil && start < end {
+		r.mapped.populate(r.MmapOffset+start, r.MmapOffset+end)
+	}
+}
+
 // find returns the region holding guest address ga.
 func (m *memory) find(ga uint64) *region {
 	rs := m.regions
@@ -105,25 +115,66 @@ func (m *memory) slice(ga uint64, n uint32) ([]byte, bool) {
 	return r.data[off : off+uint64(n) : off+uint64(n)], true
 }
 
-// appendIov appends guest memory [ga, ga+n) to iov, split at region
-// boundaries (a buffer may span two memory slots).
-func (m *memory) appendIov(iov [][]byte, ga uint64, n uint32) ([][]byte, bool) {
+// iovBuilder collects the buffers of one side (readable or writable) of a
+// descriptor chain as slices of mapped memory. A buffer that continues the
+// previous one in the same region is merged into it: a Linux guest
+// describes a large buffer as one descriptor per page, and those pages
+// are usually adjacent, so a 128 KiB FUSE read arrives as 32 descriptors
+// but is one slice the device can fill in a single copy (go-fuse then
+// hands it to the filesystem as the read buffer, with no bounce buffer).
+// A buffer spanning two regions is split at the boundary.
+type iovBuilder struct {
+	iov        [][]byte
+	r          *region // region of the element being extended; nil if none
+	start, end uint64  // that element is r.data[start:end]
+	prefault   bool    // map the pages into our page tables (writable side)
+}
+
+// add appends guest memory [ga, ga+n), or reports false if any of it is
+// outside the table.
+func (b *iovBuilder) add(m *memory, ga uint64, n uint32) bool {
 	left := uint64(n)
 	if ga+left < ga {
-		return iov, false
+		return false
 	}
 	for left > 0 {
 		r := m.find(ga)
 		if r == nil {
-			return iov, false
+			return false
 		}
 		off := ga - r.GuestAddr
 		k := min(left, r.Size-off)
-		iov = append(iov, r.data[off:off+k:off+k])
+		if r == b.r && off == b.end {
+			b.end += k
+		} else {
+			b.flush()
+			b.r, b.start, b.end = r, off, off+k
+		}
 		ga += k
 		left -= k
 	}
-	return iov, true
+	return true
+}
+
+// empty reports whether nothing was added.
+func (b *iovBuilder) empty() bool { return b.r == nil && len(b.iov) == 0 }
+
+// flush closes the element being extended.
+func (b *iovBuilder) flush() {
+	if b.r == nil {
+		return
+	}
+	if b.prefault {
+		b.r.prefault(b.start, b.end)
+	}
+	b.iov = append(b.iov, b.r.data[b.start:b.end:b.end])
+	b.r = nil
+}
+
+// done returns the collected buffers.
+func (b *iovBuilder) done() [][]byte {
+	b.flush()
+	return b.iov
 }
 
 // userSlice translates a front-end virtual address range, as found in

@@ -28,10 +28,9 @@ type vring struct {
 	enabled bool
 	failed  error // the device gave up on this ring; not restarted until reconfigured
 
-	q        *Queue
-	cancel   context.CancelFunc
-	runDone  chan struct{}
-	kickDone chan struct{}
+	q       *Queue
+	cancel  context.CancelFunc
+	runDone chan struct{}
 }
 
 // session is one connection from a front-end.
@@ -491,7 +490,7 @@ func (s *session) startReady() {
 			continue
 		}
 		q, err := newQueue(s.mem, queueConfig{
-			index: i, size: vr.num, addr: vr.addr, lastAvail: vr.base, features: s.acked, callFD: vr.callFD,
+			index: i, size: vr.num, addr: vr.addr, lastAvail: vr.base, features: s.acked, callFD: vr.callFD, kick: vr.kick,
 		}, s.log)
 		if err != nil {
 			// The rings are not (or not yet) in mapped memory, e.g.
@@ -502,14 +501,8 @@ func (s *session) startReady() {
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		vr.q, vr.cancel = q, cancel
-		vr.runDone, vr.kickDone = make(chan struct{}), make(chan struct{})
+		vr.runDone = make(chan struct{})
 		_ = vr.kick.SetReadDeadline(time.Time{})
-		go kickReader(vr.kick, q.kicks, vr.kickDone)
-		// A kick may have come before we listened: look at the ring once.
-		select {
-		case q.kicks <- struct{}{}:
-		default:
-		}
 		go func(vr *vring, q *Queue, done chan struct{}) {
 			defer close(done)
 			err := s.dev.RunQueue(ctx, q)
@@ -531,12 +524,12 @@ func (s *session) stop(i int) {
 	vr.cancel()
 	_ = vr.kick.SetReadDeadline(time.Unix(1, 0))
 	<-vr.runDone
-	<-vr.kickDone
+	vr.q.waitKickReader()
 	vr.base = vr.q.lastAvail
 	if err := vr.q.brokenErr(); err != nil {
 		vr.failed = err
 	}
-	vr.q, vr.cancel, vr.runDone, vr.kickDone = nil, nil, nil, nil
+	vr.q, vr.cancel, vr.runDone = nil, nil, nil
 	s.log.Debug("vhost-user: queue stopped", "queue", i, "base", vr.base)
 }
 

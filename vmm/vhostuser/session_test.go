@@ -25,11 +25,13 @@ import (
 const guard = 20 * time.Second
 
 // echoDevice answers each chain by writing its readable bytes, upper-cased
-// and reversed, into the writable buffers.
+// and reversed, into the writable buffers. It waits for kicks on
+// Queue.Kicks, or with Queue.WaitKick if waitKick is set.
 type echoDevice struct {
-	queues int
-	closed chan struct{}
-	config []byte
+	queues   int
+	closed   chan struct{}
+	config   []byte
+	waitKick bool
 }
 
 var _ vhostuser.Device = (*echoDevice)(nil)
@@ -58,6 +60,15 @@ func (d *echoDevice) RunQueue(ctx context.Context, q *vhostuser.Queue) error {
 			}
 			q.Done(c, uint32(n))
 		}
+		if d.waitKick {
+			if err := q.WaitKick(); err != nil {
+				if errors.Is(err, vhostuser.ErrStopped) {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -78,6 +89,13 @@ type testServer struct {
 
 func startServer(t *testing.T, queues int, withConfig bool) *testServer {
 	t.Helper()
+	return startServerWaiting(t, queues, withConfig, false)
+}
+
+// startServerWaiting is startServer with devices that wait for kicks
+// with Queue.WaitKick (waitKick) or on Queue.Kicks.
+func startServerWaiting(t *testing.T, queues int, withConfig, waitKick bool) *testServer {
+	t.Helper()
 	ts := &testServer{path: filepath.Join(t.TempDir(), "vu.sock"), devices: make(chan *echoDevice, 16)}
 	l, err := vhostuser.Listen(ts.path)
 	if err != nil {
@@ -87,7 +105,7 @@ func startServer(t *testing.T, queues int, withConfig bool) *testServer {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		NewDevice: func(ctx context.Context) (vhostuser.Device, error) {
 			ts.made.Add(1)
-			d := &echoDevice{queues: queues, closed: make(chan struct{}), config: []byte{3, 0, 0, 0, 0, 0, 0, 0}}
+			d := &echoDevice{queues: queues, closed: make(chan struct{}), config: []byte{3, 0, 0, 0, 0, 0, 0, 0}, waitKick: waitKick}
 			ts.devices <- d
 			if withConfig {
 				return &configEcho{*d}, nil
@@ -159,9 +177,10 @@ func TestEchoOverRealSocket(t *testing.T) {
 		{TwoRegion: true, EventIdx: true},
 		{EventIdx: true, QueueSize: 4},
 	} {
-		for _, indirect := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%+v/indirect=%v", o, indirect), func(t *testing.T) {
-				ts := startServer(t, 2, false)
+		for _, v := range []struct{ indirect, waitKick bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			indirect := v.indirect
+			t.Run(fmt.Sprintf("%+v/indirect=%v/WaitKick=%v", o, v.indirect, v.waitKick), func(t *testing.T) {
+				ts := startServerWaiting(t, 2, false, v.waitKick)
 				vm := dial(t, ts.path, o)
 				if n, err := vm.QueueNum(); err != nil || n != 2 {
 					t.Fatalf("GET_QUEUE_NUM = %d, %v", n, err)
@@ -190,7 +209,13 @@ func TestEchoOverRealSocket(t *testing.T) {
 // queue goroutine sits waiting for a kick; go-fuse's ServeFS did not,
 // which hung QEMU at guest shutdown.
 func TestStopWhileIdleAndRestart(t *testing.T) {
-	ts := startServer(t, 1, false)
+	for _, waitKick := range []bool{false, true} {
+		t.Run(fmt.Sprintf("WaitKick=%v", waitKick), func(t *testing.T) { testStopWhileIdleAndRestart(t, waitKick) })
+	}
+}
+
+func testStopWhileIdleAndRestart(t *testing.T, waitKick bool) {
+	ts := startServerWaiting(t, 1, false, waitKick)
 	vm := dial(t, ts.path, vhostusertest.Options{})
 	if err := vm.MapMemory(); err != nil {
 		t.Fatal(err)
@@ -225,9 +250,10 @@ func TestStopWhileIdleAndRestart(t *testing.T) {
 // restarts it where it was (QEMU's REM_MEM_REG/ADD_MEM_REG, and Cloud
 // Hypervisor's repeated SET_MEM_TABLE).
 func TestMemoryChangeWhileRunning(t *testing.T) {
-	for _, setMemTab := range []bool{false, true} {
-		t.Run(fmt.Sprintf("SetMemTab=%v", setMemTab), func(t *testing.T) {
-			ts := startServer(t, 1, false)
+	for _, v := range []struct{ setMemTab, waitKick bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		setMemTab := v.setMemTab
+		t.Run(fmt.Sprintf("SetMemTab=%v/WaitKick=%v", v.setMemTab, v.waitKick), func(t *testing.T) {
+			ts := startServerWaiting(t, 1, false, v.waitKick)
 			vm := dial(t, ts.path, vhostusertest.Options{SetMemTab: setMemTab, TwoRegion: true})
 			if err := vm.MapMemory(); err != nil {
 				t.Fatal(err)

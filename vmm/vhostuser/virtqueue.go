@@ -34,7 +34,11 @@ const (
 // Chain is one descriptor chain taken from the available ring. Readable
 // holds the buffers the driver wrote (device reads them), Writable the
 // buffers the device fills; both alias guest memory and are valid only
-// until the chain is pushed back.
+// until the chain is pushed back. Buffers adjacent in memory are merged,
+// so the slices need not match the driver's descriptors one for one
+// (virtio devices must not depend on framing anyway); the bytes, in
+// order, are the same. The pages of Writable are already mapped for
+// writing (see pageTable).
 type Chain struct {
 	Head     uint16
 	Readable [][]byte
@@ -81,8 +85,14 @@ type Queue struct {
 	callFD         int // -1: none
 	broken         error
 
-	kicks chan struct{}
-	log   *slog.Logger
+	// The kick eventfd, non-blocking in Go's netpoller: the session sets
+	// a read deadline in the past to stop the queue, which wakes a
+	// WaitKick or the reader goroutine behind Kicks.
+	kick       *os.File
+	kickOnce   sync.Once
+	kicks      chan struct{}
+	kickReader chan struct{} // closed when the reader goroutine ended; nil if never started
+	log        *slog.Logger
 }
 
 // queueConfig is what the session knows about a ring when it starts it.
@@ -93,6 +103,7 @@ type queueConfig struct {
 	lastAvail uint16
 	features  uint64
 	callFD    int
+	kick      *os.File
 }
 
 // newQueue translates the ring addresses through mem and returns a queue
@@ -110,7 +121,7 @@ func newQueue(mem *memory, cfg queueConfig, log *slog.Logger) (*Queue, error) {
 		mem:       mem,
 		lastAvail: cfg.lastAvail,
 		callFD:    cfg.callFD,
-		kicks:     make(chan struct{}, 1),
+		kick:      cfg.kick,
 		log:       log,
 	}
 	var ok bool
@@ -137,9 +148,60 @@ func (q *Queue) Index() int { return q.index }
 func (q *Queue) Size() int { return int(q.size) }
 
 // Kicks delivers a value whenever the driver kicked the queue since the
-// last receive (notifications coalesce). It is never closed: select on it
-// together with the context RunQueue got.
-func (q *Queue) Kicks() <-chan struct{} { return q.kicks }
+// last receive (notifications coalesce), and one at the start. It is
+// never closed: select on it together with the context RunQueue got. It
+// costs a goroutine and a hand-off per kick; a device that has nothing
+// else to wait for uses WaitKick instead. A queue uses one or the other.
+func (q *Queue) Kicks() <-chan struct{} {
+	q.kickOnce.Do(func() {
+		q.kicks = make(chan struct{}, 1)
+		// A kick may have come before anyone listened: look at the ring once.
+		q.kicks <- struct{}{}
+		if q.kick != nil {
+			q.kickReader = make(chan struct{})
+			go kickReader(q.kick, q.kicks, q.kickReader)
+		}
+	})
+	return q.kicks
+}
+
+// ErrStopped is returned by WaitKick when the queue is being stopped.
+var ErrStopped = errors.New("virtqueue: stopped")
+
+// WaitKick blocks until the driver kicks the queue (or kicked it since the
+// last WaitKick), or until the queue stops, then ErrStopped. It reads the
+// kick eventfd itself, so the goroutine that wakes up is the one that
+// pops: no hand-off on the way from the guest's kick to the request. Call
+// it from one goroutine at a time (the one that pops), after Pop came back
+// empty.
+func (q *Queue) WaitKick() error {
+	if q.kick == nil {
+		return ErrStopped
+	}
+	var buf [8]byte
+	for {
+		_, err := q.kick.Read(buf[:])
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EAGAIN):
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, os.ErrClosed):
+			return ErrStopped
+		default:
+			return fmt.Errorf("virtqueue %d: kick eventfd: %w", q.index, err)
+		}
+	}
+}
+
+// waitKickReader waits for the goroutine behind Kicks, if one was started;
+// the caller has stopped the kick file and RunQueue has returned.
+func (q *Queue) waitKickReader() {
+	q.kickOnce.Do(func() {}) // a late Kicks may not start one any more
+	if q.kickReader != nil {
+		<-q.kickReader
+	}
+}
 
 // Pop takes the next available descriptor chain, or returns nil when the
 // ring is empty (after arranging, with event idx, for the driver to kick on
@@ -193,7 +255,7 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 	if head >= q.size {
 		return nil, bad("head out of range (%d entries)", q.size)
 	}
-	c := &Chain{Head: head}
+	rd, wr := iovBuilder{}, iovBuilder{prefault: true}
 	table, limit := q.desc, uint32(q.size)
 	i, seen, indirect := uint32(head), uint32(0), false
 	for {
@@ -228,18 +290,18 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 		}
 		var ok bool
 		if flags&descFWrite != 0 {
-			c.Writable, ok = q.mem.appendIov(c.Writable, addr, n)
+			ok = wr.add(q.mem, addr, n)
 		} else {
-			if len(c.Writable) > 0 {
+			if !wr.empty() {
 				return nil, bad("readable descriptor after a writable one")
 			}
-			c.Readable, ok = q.mem.appendIov(c.Readable, addr, n)
+			ok = rd.add(q.mem, addr, n)
 		}
 		if !ok {
 			return nil, bad("buffer %#x+%d outside guest memory", addr, n)
 		}
 		if flags&descFNext == 0 {
-			return c, nil
+			return &Chain{Head: head, Readable: rd.done(), Writable: wr.done()}, nil
 		}
 		if uint32(next) >= limit {
 			return nil, bad("next %d out of range", next)

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
+	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeGuest is fake guest memory: plain Go byte slices standing in for the
@@ -326,4 +330,146 @@ func FuzzPop(f *testing.F) {
 			q.Push(c, 0)
 		}
 	})
+}
+
+// A guest describes a large buffer one page per descriptor; pages that are
+// adjacent in guest memory come out as one slice, so the device can fill
+// it in one copy. Gaps, region boundaries and the readable/writable split
+// still separate slices, and the bytes in order are the driver's.
+func TestPopMergesAdjacentBuffers(t *testing.T) {
+	g := newFakeGuest(t, []uint64{64 << 10, 64 << 10}, 16)
+	copy(g.b(0x8000, 8), "helloabc")
+	bufs := []struct {
+		addr  uint64
+		n     uint32
+		flags uint16
+	}{
+		{0x8000, 5, 0}, {0x8005, 3, 0}, // readable, adjacent
+		{0x8008, 16, descFWrite},                               // writable, adjacent to the readable ones
+		{0xa000, 4096, descFWrite}, {0xb000, 4096, descFWrite}, // adjacent pages
+		{0xd000, 10, descFWrite},                            // after a gap
+		{0xfff0, 16, descFWrite}, {0x10000, 16, descFWrite}, // adjacent guest addresses, two regions
+	}
+	for i, b := range bufs {
+		flags := b.flags
+		if i+1 < len(bufs) {
+			flags |= descFNext
+		}
+		g.setDesc(g.desc, uint16(i), b.addr, b.n, flags, uint16(i+1))
+	}
+	g.publish(0)
+	c, err := g.queue(t, 0).Pop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Readable) != 1 || string(c.Readable[0]) != "helloabc" {
+		t.Errorf("readable = %q, want one slice %q", c.Readable, "helloabc")
+	}
+	var lens []int
+	for _, w := range c.Writable {
+		lens = append(lens, len(w))
+	}
+	if want := []int{16, 8192, 10, 16, 16}; !slices.Equal(lens, want) {
+		t.Fatalf("writable lengths = %v, want %v", lens, want)
+	}
+	c.Writable[1][4096] = 'x'
+	if g.b(0xb000, 1)[0] != 'x' {
+		t.Error("merged slice does not alias the second page")
+	}
+}
+
+// Pages the device is about to write are mapped ahead (pageTable), once:
+// the writes then take no page faults, and the guest's bytes are intact.
+func TestPopPrefaultsWritablePages(t *testing.T) {
+	const size = 1 << 20
+	fd, err := unix.MemfdCreate("guest", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Ftruncate(fd, size); err != nil {
+		t.Fatal(err)
+	}
+	// The VMM's mapping: the guest has written every page.
+	vmm, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(vmm)
+	for i := range vmm {
+		vmm[i] = byte(i / 4096)
+	}
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	r, err := mapRegion(dup, MemoryRegion{GuestAddr: 0, Size: size, UserAddr: fakeUserOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := (&memory{}).with(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.unmapAll()
+	pt := m.regions[0].mapped
+
+	// Ring in the first pages, a 64 KiB buffer as 16 page descriptors.
+	g := &fakeGuest{mem: m, size: 32, desc: 0, avail: 16 * 32}
+	g.used = (g.avail + 6 + 2*32 + 3) &^ 3
+	const buf, pages = 0x40000, 16
+	for i := uint16(0); i < pages; i++ {
+		flags := uint16(descFWrite)
+		if i+1 < pages {
+			flags |= descFNext
+		}
+		g.setDesc(g.desc, i, buf+4096*uint64(i), 4096, flags, i+1)
+	}
+	g.publish(0)
+	c, err := g.queue(t, 0).Pop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.off.Load() {
+		t.Skip("this kernel cannot populate the mapping (MADV_POPULATE_READ)")
+	}
+	for p := uint64(buf / 4096); p < buf/4096+pages; p++ {
+		if !pt.has(p) {
+			t.Fatalf("page %d not recorded as mapped", p)
+		}
+	}
+	if pt.has(buf/4096 + pages) {
+		t.Error("page after the buffer recorded as mapped")
+	}
+	if len(c.Writable) != 1 || len(c.Writable[0]) != pages*4096 {
+		t.Fatalf("writable = %d slices", len(c.Writable))
+	}
+	// Write one byte a page, without reading first (a read fault would
+	// map the page as well), then look through the VMM's mapping.
+	w := c.Writable[0]
+	faults := threadFaults(func() {
+		for i := 0; i < len(w); i += 4096 {
+			w[i+1] = 0xee
+		}
+	})
+	// (The race detector's shadow memory takes faults of its own.)
+	if faults > pages/4 && !raceEnabled {
+		t.Errorf("%d page faults writing %d populated pages", faults, pages)
+	}
+	for i := buf; i < buf+pages*4096; i += 4096 {
+		if vmm[i] != byte(i/4096) || vmm[i+1] != 0xee {
+			t.Fatalf("page at %#x starts %d %d, want the guest's %d and the device's 0xee", i, vmm[i], vmm[i+1], byte(i/4096))
+		}
+	}
+}
+
+// threadFaults counts the minor page faults f takes on its thread.
+func threadFaults(f func()) int64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &before)
+	f()
+	unix.Getrusage(unix.RUSAGE_THREAD, &after)
+	return after.Minflt - before.Minflt
 }
