@@ -2,11 +2,13 @@ package virtiofs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -80,6 +82,16 @@ type Device struct {
 	fs   fuse.RawFileSystem
 	ps   *fuse.ProtocolServer
 	opts Options
+
+	// inits counts the INITs answered. go-fuse keeps what INIT
+	// negotiated in plain fields that every request reads. The guest
+	// sends nothing before INIT's reply, so INIT comes first, but that
+	// order reaches us through guest memory and eventfds, which the Go
+	// memory model (and the race detector) know nothing of, and other
+	// requests may be served on another queue's goroutines. Adding after
+	// INIT and loading before every other request makes it an order Go
+	// knows.
+	inits atomic.Uint64
 }
 
 var _ vhostuser.Device = (*Device)(nil)
@@ -108,48 +120,84 @@ func (d *Device) Close() error {
 
 // RunQueue serves FUSE requests from q until ctx is done, then waits for
 // the requests in flight.
+//
+// One goroutine at a time, the popper, takes requests from the ring and
+// waits for kicks. When it takes a request it makes a new goroutine the
+// popper and serves the request itself, so a request is served by the very
+// goroutine the guest's kick woke, without a hand-off to another one (each
+// costs a wake-up and, on a busy machine, a wait for a CPU). Up to Workers
+// requests are served at once; past that the popper serves before it pops
+// again. The high-priority queue's FORGETs are served in order by the
+// popper alone.
 func (d *Device) RunQueue(ctx context.Context, q *vhostuser.Queue) error {
-	hiprio := q.Index() == 0
-	sem := make(chan struct{}, d.opts.Workers)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		for ctx.Err() == nil {
-			c, err := q.Pop()
-			if err != nil {
-				return err
+	r := &runner{d: d, q: q, ctx: ctx}
+	if q.Index() != 0 {
+		r.slots = make(chan struct{}, d.opts.Workers-1)
+	}
+	r.wg.Add(1)
+	r.pop()
+	r.wg.Wait()
+	return r.err
+}
+
+// runner is one running queue.
+type runner struct {
+	d     *Device
+	q     *vhostuser.Queue
+	ctx   context.Context
+	slots chan struct{} // a token per goroutine serving besides the popper; nil: the popper serves all
+	wg    sync.WaitGroup
+
+	errOnce sync.Once
+	err     error // why the queue stopped, if not ctx
+}
+
+// pop is the popper's loop; it returns when the queue stops or when it
+// handed the popper's role to another goroutine.
+func (r *runner) pop() {
+	defer r.wg.Done()
+	for r.ctx.Err() == nil {
+		c, err := r.q.Pop()
+		if err != nil {
+			r.fail(err)
+			return
+		}
+		if c == nil {
+			if err := r.q.WaitKick(); err != nil {
+				if !errors.Is(err, vhostuser.ErrStopped) {
+					r.fail(err)
+				}
+				return
 			}
-			if c == nil {
-				break
-			}
-			if hiprio {
-				// FORGETs are quick and get no reply; order them as sent.
-				d.serve(q, c)
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				// Stopping: finish this one ourselves rather than drop it.
-				d.serve(q, c)
-				return nil
-			}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				d.serve(q, c)
-			}()
+			continue
 		}
 		select {
-		case <-ctx.Done():
-			return nil
-		case <-q.Kicks():
+		case r.slots <- struct{}{}:
+			r.wg.Add(1)
+			go r.pop()
+			r.d.serve(r.q, c)
+			<-r.slots
+			return
+		default:
+			r.d.serve(r.q, c)
 		}
 	}
 }
 
+func (r *runner) fail(err error) { r.errOnce.Do(func() { r.err = err }) }
+
+// fuseInit is FUSE_INIT's opcode.
+const fuseInit = 26
+
 func (d *Device) serve(q *vhostuser.Queue, c *vhostuser.Chain) {
+	isInit := len(c.Readable) > 0 && len(c.Readable[0]) >= 8 && binary.LittleEndian.Uint32(c.Readable[0][4:]) == fuseInit
+	if !isInit {
+		_ = d.inits.Load()
+	}
 	n, st := d.ps.HandleRequest(c.Readable, c.Writable)
+	if isInit {
+		d.inits.Add(1)
+	}
 	if !st.Ok() {
 		// Undecodable request: nothing sensible to reply; return the
 		// chain empty so the guest does not wait forever.

@@ -3,6 +3,7 @@ package virtiofs_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -151,5 +152,107 @@ func TestVirtiofsSessions(t *testing.T) {
 	}
 	if n := s.made.Load(); n != 2 {
 		t.Fatalf("filesystems made: %d, want one per VM (2)", n)
+	}
+}
+
+// blockingFS holds READs at offset blockAt until release is closed.
+type blockingFS struct {
+	fuse.RawFileSystem
+	blockAt uint64
+	blocked chan struct{} // closed when a READ is being held
+	release chan struct{}
+}
+
+func (b *blockingFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	if in.Offset == b.blockAt {
+		close(b.blocked)
+		<-b.release
+	}
+	return b.RawFileSystem.Read(cancel, in, buf)
+}
+
+// A request the filesystem takes long over does not hold up the next
+// ones: the goroutine that popped it hands the ring on before serving it,
+// with up to Workers requests served at once. With Workers 2 the second
+// request is served by the popper itself (both slots busy).
+func TestSlowRequestDoesNotStallQueue(t *testing.T) {
+	for _, workers := range []int{2, 16} {
+		t.Run(fmt.Sprintf("Workers=%d", workers), func(t *testing.T) {
+			bfs := &blockingFS{blockAt: 128 << 10, blocked: make(chan struct{}), release: make(chan struct{})}
+			path := filepath.Join(t.TempDir(), "vfs.sock")
+			l, err := vhostuser.Listen(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newFS := func(ctx context.Context) (fuse.RawFileSystem, error) {
+				sec := time.Hour
+				bfs.RawFileSystem = fs.NewNodeFS(&memRoot{big: bigData()}, &fs.Options{EntryTimeout: &sec, AttrTimeout: &sec})
+				return bfs, nil
+			}
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- virtiofs.Serve(ctx, l, newFS, &virtiofs.Options{Logger: quiet, Workers: workers}, false)
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			}()
+			vm, err := vhostusertest.Dial(path, vhostusertest.Options{EventIdx: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer vm.Close()
+			vm.SetDeadline(time.Now().Add(guard))
+			if err := vm.MapMemory(); err != nil {
+				t.Fatal(err)
+			}
+			rq, err := vm.SetupQueue(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &virtiofstest.Client{T: t, VM: vm, Req: rq}
+			c.Init()
+			node, _, st := c.Lookup("big.bin")
+			if st != 0 {
+				t.Fatalf("LOOKUP big.bin: status %d", st)
+			}
+			oin := fuse.OpenIn{Flags: syscall.O_RDONLY}
+			_, body := c.Call(virtiofstest.OpOpen, node, virtiofstest.StructBytes(&oin)[unsafe.Sizeof(fuse.InHeader{}):], int(unsafe.Sizeof(fuse.OpenOut{})))
+			var oo fuse.OpenOut
+			copy(virtiofstest.StructBytes(&oo), body)
+
+			rin := fuse.ReadIn{Fh: oo.Fh, Offset: bfs.blockAt, Size: 4096}
+			rin.InHeader = fuse.InHeader{Length: uint32(unsafe.Sizeof(rin)), Opcode: virtiofstest.OpRead, Unique: 1 << 40, NodeId: node}
+			slow, err := rq.Submit([]vhostusertest.Buf{
+				{Data: virtiofstest.StructBytes(&rin)},
+				{Len: int(unsafe.Sizeof(fuse.OutHeader{})), Writable: true},
+				{Len: 4096, Writable: true},
+			}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-bfs.blocked:
+			case <-time.After(guard):
+				t.Fatal("the READ never reached the filesystem")
+			}
+			// Answered while the READ is held (Call fails on a completion
+			// for another chain).
+			if _, _, st := c.Lookup("hello.txt"); st != 0 {
+				t.Fatalf("LOOKUP hello.txt: status %d", st)
+			}
+			close(bfs.release)
+			used, err := rq.WaitUsed(1, guard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if used[0].Head != slow || used[0].Len != uint32(unsafe.Sizeof(fuse.OutHeader{}))+4096 {
+				t.Fatalf("completion %+v, want the held READ (head %d) with 4096 bytes", used[0], slow)
+			}
+		})
 	}
 }
