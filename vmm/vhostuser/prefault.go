@@ -25,8 +25,9 @@ import (
 // On other mappings the write may still fault once: populating is only a
 // hint and never changes what the device reads or writes.
 //
-// The bits are never cleared. Should the VMM take pages away (a balloon
-// punching holes), the device's writes fault them back in as before.
+// The bits (32 KiB per GiB of guest memory) are never cleared. Should the
+// VMM take pages away (a balloon punching holes), the device's writes
+// fault them back in as before.
 type pageTable struct {
 	mem  []byte          // the whole mapping, page-aligned at mem[0]
 	bits []atomic.Uint64 // bit i set: page i is in our page tables
