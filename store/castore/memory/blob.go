@@ -14,25 +14,32 @@ import (
 type BlobService struct {
 	mu    sync.RWMutex
 	blobs map[castore.Digest][]byte // guarded by mu
+	// suspect marks blobs Corrupt replaced: the only ones whose bytes
+	// may not match their digest (writers hash what they store, and
+	// memory does not rot). Guarded by mu.
+	suspect map[castore.Digest]bool
 }
 
 var _ castore.BlobService = (*BlobService)(nil)
 
 // NewBlobService returns an empty in-memory blob store.
 func NewBlobService() *BlobService {
-	return &BlobService{blobs: make(map[castore.Digest][]byte)}
+	return &BlobService{blobs: make(map[castore.Digest][]byte), suspect: make(map[castore.Digest]bool)}
 }
 
-// OpenBlob implements castore.BlobOpener. It hashes the blob before
-// serving it, so damage (see Corrupt) is an error, not wrong bytes.
+// OpenBlob implements castore.BlobOpener. It hashes a blob Corrupt
+// replaced before serving it, so damage is an error, not wrong bytes.
+// Others were hashed as they were stored: hashing them at every open cost
+// a VM reading a 256 MiB file over virtiofs 82 ms, 2% of the read.
 func (s *BlobService) OpenBlob(ctx context.Context, d castore.Digest) (castore.BlobReader, error) {
 	s.mu.RLock()
 	b, ok := s.blobs[d]
+	suspect := s.suspect[d]
 	s.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w", d, castore.ErrNotFound)
 	}
-	if castore.Sum(b) != d {
+	if suspect && castore.Sum(b) != d {
 		return nil, fmt.Errorf("blob %s: %w", d, castore.ErrCorrupt)
 	}
 	return &blobReader{Reader: bytes.NewReader(b)}, nil
@@ -58,6 +65,7 @@ func (s *BlobService) NewBlobWriter(ctx context.Context) (castore.BlobWriter, er
 func (s *BlobService) Corrupt(d castore.Digest, data []byte) {
 	s.mu.Lock()
 	s.blobs[d] = data
+	s.suspect[d] = true
 	s.mu.Unlock()
 }
 
@@ -96,8 +104,10 @@ func (w *blobWriter) Commit() (castore.Digest, error) {
 	w.closed = true
 	d := castore.DigestOf(w.h)
 	w.svc.mu.Lock()
-	if _, ok := w.svc.blobs[d]; !ok {
+	if _, ok := w.svc.blobs[d]; !ok || w.svc.suspect[d] {
+		// New, or replacing damaged bytes: writing again repairs.
 		w.svc.blobs[d] = bytes.Clone(w.buf.Bytes())
+		delete(w.svc.suspect, d)
 	}
 	w.svc.mu.Unlock()
 	w.buf = bytes.Buffer{}
