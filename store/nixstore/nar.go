@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/fsimport"
@@ -63,9 +65,13 @@ func (s *Store) AddPath(ctx context.Context, path string, progress func(fsimport
 	if err := nixpath.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("cannot add %s: %w", path, err)
 	}
+	start := time.Now()
 	root, size, sum, err := fsimport.Import(ctx, path, s.Blobs, s.Directories, &fsimport.Options{Progress: progress})
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", path, err)
 	}
-	return s.registerSource(ctx, name, root, size, sum)
+	imported := time.Now()
+	info, err := s.registerSource(ctx, name, root, size, sum)
+	slog.Debug("nixstore: added", "path", path, "nar_bytes", size, "import", imported.Sub(start), "register", time.Since(imported))
+	return info, err
 }
