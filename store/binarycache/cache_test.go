@@ -266,6 +266,11 @@ func TestHostileCaches(t *testing.T) {
 			d[len(d)-20] ^= 1
 			return d
 		}}},
+		{name: "FileHash wrong, NAR right", key: f.pubKey, h: &hostile{narinfo: func(_ string, d []byte) []byte {
+			// Uncompressed, the FileHash is checked against the NAR's
+			// hash: an unsigned FileHash that differs is still refused.
+			return regexp.MustCompile("(?m)^FileHash: .*$").ReplaceAll(d, []byte("FileHash: sha256:"+strings.Repeat("0", 52)))
+		}}},
 		{name: "truncated download", key: f.pubKey, h: &hostile{truncate: func(p string) bool { return strings.HasPrefix(p, "/nar/") }}},
 		{name: "narinfo 404", key: f.pubKey, wantErr: pathinfo.ErrNotFound, h: &hostile{status: func(p string) int {
 			if strings.HasSuffix(p, ".narinfo") {

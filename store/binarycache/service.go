@@ -229,7 +229,11 @@ func (s *Service) ingest(ctx context.Context, ni *NarInfo, progress func(int64))
 	}
 	defer body.Close()
 	file := &checkingReader{r: body, progress: progress}
-	if ni.FileHash != nil {
+	// Uncompressed, the file is the NAR: a SHA-256 FileHash is checked
+	// against the NAR's hash, computed anyway, instead of hashing the
+	// same bytes twice (a fifth of the CPU time of such a copy).
+	fileIsNAR := (ni.Compression == "none" || ni.Compression == "") && ni.FileHash != nil && ni.FileHash.Algo() == nixhash.SHA256
+	if ni.FileHash != nil && !fileIsNAR {
 		file.h = ni.FileHash.Algo().Func().New()
 	}
 	dec, err := decompress(ni.Compression, file)
@@ -256,7 +260,10 @@ func (s *Service) ingest(ctx context.Context, ni *NarInfo, progress func(int64))
 	if ni.FileSize != 0 && uint64(fileSize) != ni.FileSize {
 		return castore.Node{}, fmt.Errorf("compressed NAR is %d bytes, narinfo says FileSize %d", fileSize, ni.FileSize)
 	}
-	if file.h != nil {
+	if fileIsNAR {
+		fileSum = narSHA[:]
+	}
+	if ni.FileHash != nil && !fileIsNAR {
 		if got := fileSum; string(got) != string(ni.FileHash.Digest()) {
 			return castore.Node{}, fmt.Errorf("compressed NAR hashes to %s, narinfo says FileHash %s",
 				nixhash.MustNewHash(ni.FileHash.Algo(), got).Format(nixhash.NixBase32, true), ni.FileHash.Format(nixhash.NixBase32, true))
@@ -267,6 +274,10 @@ func (s *Service) ingest(ctx context.Context, ni *NarInfo, progress func(int64))
 	}
 	if narSHA != ni.narSHA256() {
 		return castore.Node{}, fmt.Errorf("NAR hashes to %s, narinfo says NarHash %s", nixpath.FormatSHA256(narSHA), nixpath.FormatSHA256(ni.narSHA256()))
+	}
+	if fileIsNAR && string(fileSum) != string(ni.FileHash.Digest()) {
+		return castore.Node{}, fmt.Errorf("uncompressed NAR hashes to %s, narinfo says FileHash %s",
+			nixhash.MustNewHash(ni.FileHash.Algo(), fileSum).Format(nixhash.NixBase32, true), ni.FileHash.Format(nixhash.NixBase32, true))
 	}
 	if err := staged.commit(ctx, s.dirs); err != nil {
 		return castore.Node{}, err
