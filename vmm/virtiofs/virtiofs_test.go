@@ -207,15 +207,7 @@ func TestSlowRequestDoesNotStallQueue(t *testing.T) {
 			}
 			defer vm.Close()
 			vm.SetDeadline(time.Now().Add(guard))
-			if err := vm.MapMemory(); err != nil {
-				t.Fatal(err)
-			}
-			rq, err := vm.SetupQueue(1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := &virtiofstest.Client{T: t, VM: vm, Req: rq}
-			c.Init()
+			c := virtiofstest.Start(t, vm, 1)
 			node, _, st := c.Lookup("big.bin")
 			if st != 0 {
 				t.Fatalf("LOOKUP big.bin: status %d", st)
@@ -227,7 +219,7 @@ func TestSlowRequestDoesNotStallQueue(t *testing.T) {
 
 			rin := fuse.ReadIn{Fh: oo.Fh, Offset: bfs.blockAt, Size: 4096}
 			rin.InHeader = fuse.InHeader{Length: uint32(unsafe.Sizeof(rin)), Opcode: virtiofstest.OpRead, Unique: 1 << 40, NodeId: node}
-			slow, err := rq.Submit([]vhostusertest.Buf{
+			slow, err := c.Req.Submit([]vhostusertest.Buf{
 				{Data: virtiofstest.StructBytes(&rin)},
 				{Len: int(unsafe.Sizeof(fuse.OutHeader{})), Writable: true},
 				{Len: 4096, Writable: true},
@@ -246,7 +238,7 @@ func TestSlowRequestDoesNotStallQueue(t *testing.T) {
 				t.Fatalf("LOOKUP hello.txt: status %d", st)
 			}
 			close(bfs.release)
-			used, err := rq.WaitUsed(1, guard)
+			used, err := c.Req.WaitUsed(1, guard)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -319,42 +319,6 @@ func TestOpenChunk(t *testing.T) {
 	}
 }
 
-// rewriteChunk replaces the stored bytes of chunk d (a chunk file or a
-// pack record) by what edit makes of them. Files may change length (nil
-// removes the file); records are edited in place, so edit must keep the
-// length.
-func rewriteChunk(t *testing.T, s *Store, d castore.Digest, edit func([]byte) []byte) {
-	t.Helper()
-	if loc, ok := s.packs.lookup(d); ok {
-		f := openPackRW(t, s, loc.pack)
-		defer f.Close()
-		b := make([]byte, loc.frameLen)
-		if _, err := f.ReadAt(b, loc.off); err != nil {
-			t.Fatal(err)
-		}
-		b = edit(b)
-		if len(b) != int(loc.frameLen) {
-			t.Fatalf("edit of a pack record changed its length")
-		}
-		if _, err := f.WriteAt(b, loc.off); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	path := s.chunkPath(d)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = edit(b)
-	os.Remove(path)
-	if b != nil {
-		if err := os.WriteFile(path, b, 0o444); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // A damaged chunk is reported, moved aside (files) or dropped and marked
 // (pack records), and writing the content again repairs the blob. Check
 // sees the damage and then sees none.

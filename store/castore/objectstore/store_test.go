@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/castor-nix/castor/store/castore"
@@ -23,21 +22,33 @@ func openTest(t testing.TB, opts ...Option) *Store {
 	return s
 }
 
-// damageChunk flips one byte in the middle of chunk d: in its pack
-// record, written in place, or in its chunk file, replaced by rename as a
-// writer would (chunk files are read-only).
+// damageChunk flips one byte in the middle of chunk d (see rewriteChunk).
 func damageChunk(t testing.TB, s *Store, d castore.Digest) {
+	t.Helper()
+	rewriteChunk(t, s, d, func(b []byte) []byte {
+		b[len(b)/2] ^= 0x40
+		return b
+	})
+}
+
+// rewriteChunk replaces the stored bytes of chunk d (a chunk file or a
+// pack record) by what edit makes of them. Files may change length (nil
+// removes the file); records are edited in place, so edit must keep the
+// length.
+func rewriteChunk(t testing.TB, s *Store, d castore.Digest, edit func([]byte) []byte) {
 	t.Helper()
 	if loc, ok := s.packs.lookup(d); ok {
 		f := openPackRW(t, s, loc.pack)
 		defer f.Close()
-		var b [1]byte
-		at := loc.off + int64(loc.frameLen)/2
-		if _, err := f.ReadAt(b[:], at); err != nil {
+		b := make([]byte, loc.frameLen)
+		if _, err := f.ReadAt(b, loc.off); err != nil {
 			t.Fatal(err)
 		}
-		b[0] ^= 0x40
-		if _, err := f.WriteAt(b[:], at); err != nil {
+		b = edit(b)
+		if len(b) != int(loc.frameLen) {
+			t.Fatalf("edit of a pack record changed its length")
+		}
+		if _, err := f.WriteAt(b, loc.off); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -47,13 +58,12 @@ func damageChunk(t testing.TB, s *Store, d castore.Digest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 0x40
-	tmp := filepath.Join(s.root, tmpDir, "damage")
-	if err := os.WriteFile(tmp, b, 0o444); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
+	b = edit(b)
+	os.Remove(path)
+	if b != nil {
+		if err := os.WriteFile(path, b, 0o444); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

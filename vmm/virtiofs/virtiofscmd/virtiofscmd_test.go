@@ -56,15 +56,7 @@ func TestServesStorePathsOnce(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	vm.SetDeadline(time.Now().Add(20 * time.Second))
-	if err := vm.MapMemory(); err != nil {
-		t.Fatal(err)
-	}
-	rq, err := vm.SetupQueue(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &virtiofstest.Client{T: t, VM: vm, Req: rq}
-	c.Init()
+	c := virtiofstest.Start(t, vm, 1)
 	if _, attr, st := c.Lookup(name); st != 0 || attr.Mode&syscall.S_IFDIR == 0 {
 		t.Fatalf("LOOKUP %s: status %d mode %o", name, st, attr.Mode)
 	}

@@ -111,3 +111,19 @@ func (c *Client) ReadAll(node uint64, size int) []byte {
 	}
 	return got
 }
+
+// Start maps the VM's memory, sets up request queue index q and sends
+// FUSE_INIT: the usual start of a session with one request queue.
+func Start(t testing.TB, vm *vhostusertest.FakeVM, q int) *Client {
+	t.Helper()
+	if err := vm.MapMemory(); err != nil {
+		t.Fatal(err)
+	}
+	rq, err := vm.SetupQueue(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{T: t, VM: vm, Req: rq}
+	c.Init()
+	return c
+}
