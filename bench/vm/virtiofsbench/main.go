@@ -38,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,8 +78,22 @@ func main() {
 	nfiles := flag.Int("files", 2000, "files in the directory listed")
 	runs := flag.Int("runs", 2, "boots per configuration (the median is shown)")
 	only := flag.String("only", "", "run only this configuration")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this program (castor's servers run in it) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "virtiofsbench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "virtiofsbench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*sizeMiB, *nfiles, *runs, *only); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "virtiofsbench:", err)
 		os.Exit(1)
 	}
