@@ -349,7 +349,9 @@ func (ps *packSet) seal(p *packFile) error {
 		p.sealErr = ps.writeSealed(p, entries)
 		ps.mu.Lock()
 		delete(ps.unsealed, p)
-		if p.sealErr == nil {
+		if p.sealErr == nil && len(entries) == 0 {
+			p.sealed = true // and gone: writeSealed removed it
+		} else if p.sealErr == nil {
 			p.sealed = true
 			ps.fdMu.Lock()
 			p.path = filepath.Join(ps.dir, p.name)
@@ -375,6 +377,8 @@ func (ps *packSet) seal(p *packFile) error {
 func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 	tmp := p.path
 	if len(entries) == 0 {
+		// Only failed appends went here; nothing refers to it.
+		p.f.Close()
 		os.Remove(tmp)
 		return nil
 	}
