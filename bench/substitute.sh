@@ -6,6 +6,7 @@
 # Prints figures and ratios; asserts nothing. Needs root (mount namespace).
 #
 #   bench/substitute.sh                 # 300 MiB closure, none xz zstd
+#   COMPRESSIONS="xz-mt" bench/substitute.sh   # xz written with parallel-compression=true
 #   SIZE=64M COMPRESSIONS="zstd" bench/substitute.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +46,11 @@ secs() { /usr/bin/time -f '%e' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { c
 
 for comp in $COMPRESSIONS; do
   cache="$work/cache-$comp"
-  nix copy --store "$src" --to "file://$cache?compression=$comp&secret-key=$work/sk" "$tree" "$big" 2>/dev/null
+  # xz-mt: xz in blocks (parallel-compression), which can be decoded on
+  # several cores.
+  params="compression=${comp%-mt}"
+  [ "$comp" = xz-mt ] && params="$params&parallel-compression=true"
+  nix copy --store "$src" --to "file://$cache?$params&secret-key=$work/sk" "$tree" "$big" 2>/dev/null
   "$work/cacheserve" "$cache" >"$work/url" & pids+=($!)
   for _ in $(seq 50); do [ -s "$work/url" ] && break; sleep 0.1; done
   url=$(cat "$work/url")
