@@ -660,24 +660,45 @@ func RemoveStaleWorkDirs(dir string, log *slog.Logger) {
 	}
 }
 
+// makeWorkDir makes a working directory in parent, holding its lock file
+// locked. The lock file appears under its name only once locked: another
+// castor sweeping stale directories between its creation and the flock
+// would otherwise find it unlocked and remove the directory of a VM being
+// made (seen as "bind: no such file or directory" for its sockets when
+// builds started side by side).
+func makeWorkDir(parent string) (string, *os.File, error) {
+	d, err := os.MkdirTemp(parent, workDirPrefix)
+	if err != nil {
+		return "", nil, err
+	}
+	tmp := filepath.Join(d, workDirLock+".new")
+	lock, err := os.OpenFile(tmp, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	if err == nil {
+		err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX)
+		if err == nil {
+			err = os.Rename(tmp, filepath.Join(d, workDirLock))
+		}
+		if err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil {
+		os.RemoveAll(d)
+		return "", nil, err
+	}
+	return d, lock, nil
+}
+
 // stepWorkDir makes the private directory for sockets and fills in
 // socket paths.
 func stepWorkDir(ctx context.Context, m *Machine) error {
 	if m.cfg.WorkDir == "" {
 		RemoveStaleWorkDirs(os.TempDir(), m.log)
-		d, err := os.MkdirTemp("", workDirPrefix)
+		d, lock, err := makeWorkDir(os.TempDir())
 		if err != nil {
 			return err
 		}
 		m.workDir, m.ownWorkDir = d, true
-		lock, err := os.OpenFile(filepath.Join(d, workDirLock), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
-		if err != nil {
-			return err
-		}
-		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-			lock.Close()
-			return err
-		}
 		m.workLock = lock // unlocked by Close once the directory is gone
 	} else {
 		if err := os.MkdirAll(m.cfg.WorkDir, 0o700); err != nil {

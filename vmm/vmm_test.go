@@ -119,6 +119,46 @@ func TestPanicLine(t *testing.T) {
 	}
 }
 
+// A sweep running while other VMs make their directories never removes
+// one: the lock file is visible only once locked. (Builds starting side
+// by side used to lose their directory to each other's sweep.)
+func TestSweepDuringMakeWorkDir(t *testing.T) {
+	dir := t.TempDir()
+	stop := make(chan struct{})
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				RemoveStaleWorkDirs(dir, nil)
+			}
+		}
+	}()
+	var locks []*os.File
+	for range 300 {
+		d, lock, err := makeWorkDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		locks = append(locks, lock)
+		if _, err := os.Stat(filepath.Join(d, workDirLock)); err != nil {
+			t.Fatalf("a live VM's directory was swept: %v", err)
+		}
+	}
+	close(stop)
+	<-swept
+	for _, l := range locks {
+		l.Close()
+	}
+	RemoveStaleWorkDirs(dir, nil)
+	if left, _ := filepath.Glob(filepath.Join(dir, workDirPrefix+"*")); len(left) != 0 {
+		t.Errorf("%d directories left once their locks were released", len(left))
+	}
+}
+
 // TestRemoveStaleWorkDirs: a working directory whose lock nobody holds
 // (left by a killed castor) goes; a locked one (a live VM), one being set
 // up (no lock yet) and other files stay.
