@@ -329,3 +329,85 @@ func TestPackDescriptorsBounded(t *testing.T) {
 		}
 	}
 }
+
+// Writers in many goroutines, Syncs and sealing by size, while another
+// Store on the same directory (another process) reads every blob once
+// its writer synced it: each read returns the blob's bytes.
+func TestPackWritersAndReaderStores(t *testing.T) {
+	dir := t.TempDir()
+	w := openTestDir(t, dir, withPackTarget(512<<10))
+	r := openTestDir(t, dir, WithCacheSize(0))
+	const writers, perWriter = 4, 40
+	blob := func(g, i int) []byte {
+		if i%5 == 0 {
+			return castoretest.Pattern(600<<10+i, uint64(g*1000+i)) // several chunks
+		}
+		return castoretest.Pattern(1+(g*7919+i*104729)%(60<<10), uint64(g*1000+i))
+	}
+	synced := make(chan [2]int, writers*perWriter)
+	errs := make(chan error, writers+1)
+	for g := range writers {
+		go func() {
+			var pending [][2]int
+			for i := range perWriter {
+				wr, err := w.NewBlobWriter(t.Context())
+				if err != nil {
+					errs <- err
+					return
+				}
+				wr.Write(blob(g, i))
+				if _, err := wr.Commit(); err != nil {
+					errs <- err
+					return
+				}
+				pending = append(pending, [2]int{g, i})
+				if i%7 == 6 {
+					if err := w.Sync(t.Context()); err != nil {
+						errs <- err
+						return
+					}
+					for _, p := range pending {
+						synced <- p
+					}
+					pending = nil
+				}
+			}
+			if err := w.Sync(t.Context()); err != nil {
+				errs <- err
+				return
+			}
+			for _, p := range pending {
+				synced <- p
+			}
+			errs <- nil
+		}()
+	}
+	read := 0
+	for done := 0; done < writers; {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done++
+		case p := <-synced:
+			want := blob(p[0], p[1])
+			got, err := readAll(r, castore.Sum(want))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("blob %v from the other store: %d bytes, %v", p, len(got), err)
+			}
+			read++
+		}
+	}
+	for len(synced) > 0 {
+		p := <-synced
+		want := blob(p[0], p[1])
+		if got, err := readAll(r, castore.Sum(want)); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("blob %v from the other store: %d bytes, %v", p, len(got), err)
+		}
+		read++
+	}
+	if read != writers*perWriter {
+		t.Fatalf("read %d blobs, want %d", read, writers*perWriter)
+	}
+}
