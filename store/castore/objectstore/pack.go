@@ -100,10 +100,17 @@ type packFile struct {
 	path string
 	f    *os.File
 	refs int
+	// mem holds the records of a pack not yet given a file: a pack starts
+	// in memory and gets its file with its (spillMax+1)th record (see
+	// spillMax). Records keep the offsets they will have in the file.
+	// Guarded by packSet.fdMu; never changed in place, only appended to.
+	mem   []byte
+	inMem bool
 
-	// While open, guarded by the lane's mutex: the next free offset;
-	// guarded by packSet.mu: the records appended so far.
+	// While open, guarded by the lane's mutex: the next free offset and
+	// the records placed; guarded by packSet.mu: the records appended.
 	off     int64
+	records int
 	entries []packEntry
 
 	writers  sync.WaitGroup // appends in flight
@@ -120,7 +127,9 @@ type packEntry struct {
 	size     uint32
 }
 
-// packLoc locates a chunk's record.
+// packLoc locates a chunk's record. A nil pack means the chunk was
+// spilled to its chunk file (see spillMax): the entry remembers that it
+// exists and its size.
 type packLoc struct {
 	pack *packFile
 	packEntry
@@ -269,19 +278,22 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 		l.mu.Lock()
 	}
 	if l.p == nil {
-		p, err := ps.create()
-		if err != nil {
-			l.mu.Unlock()
-			return false, err
-		}
+		p := ps.create()
 		ps.mu.Lock()
 		ps.unsealed[p] = struct{}{}
 		ps.mu.Unlock()
 		l.p = p
 	}
 	p := l.p
+	var err error
+	if p.inMem && p.records >= spillMax {
+		err = ps.materialize(p)
+	}
 	off := p.off
-	p.off += int64(len(frame))
+	if err == nil {
+		p.off += int64(len(frame))
+		p.records++
+	}
 	p.writers.Add(1)
 	full := p.off >= ps.s.cfg.packTarget
 	if full {
@@ -289,9 +301,17 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	}
 	// The lane is held while writing: concurrent writes to one file
 	// would only wait for each other in the kernel.
-	_, err := p.f.WriteAt(frame, off)
-	if err == nil && off/writebackStep != p.off/writebackStep {
-		startWriteback(p.f, p.off/writebackStep*writebackStep-writebackStep, writebackStep)
+	switch {
+	case err != nil:
+	case p.inMem:
+		ps.fdMu.Lock()
+		p.mem = append(p.mem, frame...)
+		ps.fdMu.Unlock()
+	default:
+		_, err = p.f.WriteAt(frame, off)
+		if err == nil && off/writebackStep != p.off/writebackStep {
+			startWriteback(p.f, p.off/writebackStep*writebackStep-writebackStep, writebackStep)
+		}
 	}
 	l.mu.Unlock()
 	if err == nil {
@@ -315,23 +335,40 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	return true, nil
 }
 
-// create starts a new open pack in tmp/.
-func (ps *packSet) create() (*packFile, error) {
+// create starts a new open pack, in memory: its file in tmp/ is made by
+// materialize when it outgrows spillMax records.
+func (ps *packSet) create() *packFile {
+	tmp := ps.s.temps.next()
+	return &packFile{path: tmp, name: filepath.Base(tmp) + packSuffix, off: int64(len(packMagic)), inMem: true}
+}
+
+// materialize gives the in-memory pack p its file in tmp/, holding the
+// records so far. Called with p's lane held.
+func (ps *packSet) materialize(p *packFile) error {
 	for {
-		tmp := ps.s.temps.next()
+		tmp := p.path
 		f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o444)
 		if errors.Is(err, os.ErrExist) {
-			continue // a leftover with the same name; take the next
+			// A leftover with the same name; take the next.
+			p.path = ps.s.temps.next()
+			p.name = filepath.Base(p.path) + packSuffix
+			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("create pack: %w", err)
+			return fmt.Errorf("create pack: %w", err)
 		}
-		if _, err := f.WriteAt(packMagic[:], 0); err != nil {
+		ps.fdMu.Lock()
+		mem := p.mem
+		ps.fdMu.Unlock()
+		if _, err := f.WriteAt(append(packMagic[:len(packMagic):len(packMagic)], mem...), 0); err != nil {
 			f.Close()
 			os.Remove(tmp)
-			return nil, fmt.Errorf("create pack: %w", err)
+			return fmt.Errorf("create pack: %w", err)
 		}
-		return &packFile{f: f, path: tmp, name: filepath.Base(tmp) + packSuffix, off: int64(len(packMagic))}, nil
+		ps.fdMu.Lock()
+		p.f, p.mem, p.inMem = f, nil, false
+		ps.fdMu.Unlock()
+		return nil
 	}
 }
 
@@ -349,8 +386,8 @@ func (ps *packSet) seal(p *packFile) error {
 		p.sealErr = ps.writeSealed(p, entries)
 		ps.mu.Lock()
 		delete(ps.unsealed, p)
-		if p.sealErr == nil && len(entries) == 0 {
-			p.sealed = true // and gone: writeSealed removed it
+		if p.sealErr == nil && len(entries) <= spillMax {
+			p.sealed = true // and gone: writeSealed removed or spilled it
 		} else if p.sealErr == nil {
 			p.sealed = true
 			ps.fdMu.Lock()
@@ -378,9 +415,14 @@ func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 	tmp := p.path
 	if len(entries) == 0 {
 		// Only failed appends went here; nothing refers to it.
-		p.f.Close()
-		os.Remove(tmp)
+		if p.f != nil {
+			p.f.Close()
+			os.Remove(tmp)
+		}
 		return nil
+	}
+	if len(entries) <= spillMax {
+		return ps.spill(p, entries)
 	}
 	slices.SortFunc(entries, func(a, b packEntry) int { return bytes.Compare(a.digest[:], b.digest[:]) })
 	buf := make([]byte, 0, len(entries)*packEntrySize+packFooterSize)
@@ -427,6 +469,74 @@ func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 	return nil
 }
 
+// spillMax is the most chunks a pack may hold for its seal to write them
+// as chunk files instead. A Sync after each small path (a .drv written by
+// instantiate, say) would otherwise leave a pack per path, and every Open
+// reads every pack's index: 1000 instantiated derivations made 1000
+// packs. A chunk file costs the same one create and rename, and is found
+// by its name when needed.
+const spillMax = 4
+
+// spill seals p by writing its chunks as chunk files (see spillMax),
+// then drops them from the index so that reads find the files. Readers
+// holding a location in p still read it: its descriptor stays open until
+// nothing refers to p.
+func (ps *packSet) spill(p *packFile, entries []packEntry) error {
+	for _, e := range entries {
+		frame, err := ps.recordBytes(p, e)
+		if err != nil {
+			return fmt.Errorf("seal pack %s: %w", p.path, err)
+		}
+		path := ps.s.chunkPath(e.digest)
+		err = ps.s.chunkShards.ensure(ps.s.root, chunksDir, e.digest)
+		if err == nil {
+			err = ps.s.publish(path, frame, ps.s.cfg.sync == SyncCommit)
+		}
+		if err != nil {
+			return fmt.Errorf("seal pack %s: %w", p.path, err)
+		}
+	}
+	ps.mu.Lock()
+	for _, e := range entries {
+		if loc, ok := ps.index[e.digest]; ok && loc.pack == p {
+			ps.index[e.digest] = packLoc{packEntry: packEntry{digest: e.digest, size: e.size}}
+		}
+	}
+	ps.mu.Unlock()
+	if p.f != nil {
+		os.Remove(p.path)
+	}
+	return nil
+}
+
+// recordBytes returns the stored bytes of record e of the open pack p,
+// from memory or its file; the caller must not change them.
+func (ps *packSet) recordBytes(p *packFile, e packEntry) ([]byte, error) {
+	ps.fdMu.Lock()
+	inMem, mem := p.inMem, p.mem
+	ps.fdMu.Unlock()
+	if inMem {
+		start := e.off - int64(len(packMagic))
+		return mem[start : start+int64(e.frameLen)], nil
+	}
+	b := make([]byte, e.frameLen)
+	if _, err := p.f.ReadAt(b, e.off); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// forget drops what the index says of chunk d if it says d is in its
+// chunk file: the file was found damaged and moved aside, and the next
+// writer must write it anew.
+func (ps *packSet) forget(d castore.Digest) {
+	ps.mu.Lock()
+	if loc, ok := ps.index[d]; ok && loc.pack == nil {
+		delete(ps.index, d)
+	}
+	ps.mu.Unlock()
+}
+
 // writebackStep is how much of an open pack is written before its
 // writeback is started.
 const writebackStep = 16 << 20
@@ -459,7 +569,7 @@ func (ps *packSet) sealFor(ds []castore.Digest) error {
 	var open []*packFile
 	ps.mu.RLock()
 	for _, d := range ds {
-		if loc, ok := ps.index[d]; ok && !loc.pack.sealed && !slices.Contains(open, loc.pack) {
+		if loc, ok := ps.index[d]; ok && loc.pack != nil && !loc.pack.sealed && !slices.Contains(open, loc.pack) {
 			open = append(open, loc.pack)
 		}
 	}
@@ -617,14 +727,21 @@ func (ps *packSet) readPacked(loc packLoc, size int64) ([]byte, error) {
 	if size >= 0 && size != int64(loc.size) {
 		return nil, fmt.Errorf("chunk %s: %w: the chunk list says %d bytes, the chunk has %d", d, castore.ErrCorrupt, size, loc.size)
 	}
-	f, err := ps.acquire(loc.pack)
-	if err != nil {
-		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
-	}
-	data, raw, err := readFrame(int(f.Fd()), f.Name(), loc.off, int64(loc.frameLen), int64(loc.size))
-	ps.release(loc.pack)
-	if err != nil {
-		return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
+	var data []byte
+	var raw bool
+	if mem, ok := ps.memRecord(loc); ok {
+		// A pack still in memory: decode from there (no file to read).
+		data = append(getBuf(len(mem))[:0], mem...)
+	} else {
+		f, err := ps.acquire(loc.pack)
+		if err != nil {
+			return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
+		}
+		data, raw, err = readFrame(int(f.Fd()), f.Name(), loc.off, int64(loc.frameLen), int64(loc.size))
+		ps.release(loc.pack)
+		if err != nil {
+			return nil, fmt.Errorf("objectstore: chunk %s: %w", d, err)
+		}
 	}
 	if raw {
 		if castore.Sum(data) != d {
@@ -640,6 +757,18 @@ func (ps *packSet) readPacked(loc packLoc, size int64) ([]byte, error) {
 		ps.quarantine(loc, err)
 	}
 	return out, err
+}
+
+// memRecord returns the bytes of loc's record if its pack is still in
+// memory.
+func (ps *packSet) memRecord(loc packLoc) ([]byte, bool) {
+	ps.fdMu.Lock()
+	defer ps.fdMu.Unlock()
+	if !loc.pack.inMem {
+		return nil, false
+	}
+	start := loc.off - int64(len(packMagic))
+	return loc.pack.mem[start : start+int64(loc.frameLen)], true
 }
 
 // quarantine drops a damaged record from the index and marks it in

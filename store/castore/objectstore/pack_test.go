@@ -3,6 +3,7 @@ package objectstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,10 +33,11 @@ func sealedPacks(t *testing.T, root string) []string {
 }
 
 // With LayoutPacks, chunks go to pack files whose records decode to the
-// chunks and whose index lists them; chunk lists stay files; no chunk
-// files are made and nothing stays in tmp/.
+// chunks and whose index lists them; chunk lists stay files; chunk files
+// are made only for packs of spillMax chunks or fewer; nothing stays in
+// tmp/.
 func TestPackLayout(t *testing.T) {
-	s := openTest(t)
+	s := openTest(t, WithWorkers(1)) // one lane for the large blob's chunks
 	small := []byte("Hello World!")
 	ds := castoretest.PutBlob(t, s, small)
 	large := castoretest.Pattern(3<<20, 9)
@@ -45,9 +47,6 @@ func TestPackLayout(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(s.Root(), chunksDir)); len(ents) != 0 {
-		t.Errorf("%d chunk shard directories made with LayoutPacks", len(ents))
 	}
 	if ents, _ := os.ReadDir(filepath.Join(s.Root(), tmpDir)); len(ents) != 0 {
 		t.Errorf("%d files left in tmp", len(ents))
@@ -79,6 +78,23 @@ func TestPackLayout(t *testing.T) {
 			}
 			chunks[e.digest] = data
 		}
+	}
+	// Chunks spilled from small packs are chunk files.
+	shards, _ := os.ReadDir(filepath.Join(s.Root(), chunksDir))
+	spilled := 0
+	for _, sh := range shards {
+		names, _ := os.ReadDir(filepath.Join(s.Root(), chunksDir, sh.Name()))
+		for _, n := range names {
+			d, err := castore.ParseDigest(n.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks[d] = readBack(t, filepath.Join(s.Root(), chunksDir, sh.Name(), n.Name()))
+			spilled++
+		}
+	}
+	if spilled > spillMax {
+		t.Errorf("%d chunks spilled to files, at most %d could be", spilled, spillMax)
 	}
 	if !bytes.Equal(chunks[ds], small) {
 		t.Errorf("small blob's record holds %q", chunks[ds])
@@ -149,8 +165,10 @@ func TestPackRollover(t *testing.T) {
 	}
 	large := castoretest.Pattern(5<<20, 77)
 	dl := castoretest.PutBlob(t, s, large)
-	if n := len(sealedPacks(t, s.Root())); n < 3 {
-		t.Errorf("%d sealed packs after 7 MiB with a 1 MiB target", n)
+	// 2 MiB of small blobs fill two packs; the large blob's chunks, four
+	// to a 1 MiB pack, are spilled to chunk files.
+	if n := len(sealedPacks(t, s.Root())); n < 2 {
+		t.Errorf("%d sealed packs after 2 MiB of small blobs with a 1 MiB target", n)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -197,6 +215,9 @@ func TestPackIndexDamage(t *testing.T) {
 			s := openTestDir(t, dir)
 			data := []byte("a blob in a pack")
 			d := castoretest.PutBlob(t, s, data)
+			for i := range spillMax { // enough for a pack, not spilled
+				castoretest.PutBlob(t, s, fmt.Appendf(nil, "another blob %d", i))
+			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -299,25 +320,69 @@ func FuzzReadPackIndex(f *testing.F) {
 	})
 }
 
+// A pack of at most spillMax chunks is sealed as chunk files: one
+// small path per Sync leaves no pack behind. The chunks read back, from
+// this Store and a new one, and writing them again writes nothing.
+func TestSmallPackSpills(t *testing.T) {
+	s := openTest(t)
+	var ds []castore.Digest
+	for i := range 20 {
+		ds = append(ds, castoretest.PutBlob(t, s, fmt.Appendf(nil, "derivation %d", i)))
+		if err := s.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(sealedPacks(t, s.Root())); n != 0 {
+		t.Errorf("%d packs after 20 one-blob Syncs, want 0", n)
+	}
+	for _, d := range ds {
+		if _, err := os.Stat(s.chunkPath(d)); err != nil {
+			t.Errorf("no chunk file for %s: %v", d, err)
+		}
+	}
+	written := s.Stats().ChunksWritten
+	for i, d := range ds {
+		if got := castoretest.ReadBlob(t, s, d); string(got) != fmt.Sprintf("derivation %d", i) {
+			t.Fatalf("blob %d reads %q", i, got)
+		}
+		castoretest.PutBlob(t, s, fmt.Appendf(nil, "derivation %d", i))
+	}
+	if s.Stats().ChunksWritten != written {
+		t.Error("writing spilled chunks again wrote them again")
+	}
+	if p, err := s.Check(t.Context(), true); err != nil || len(p) != 0 {
+		t.Fatalf("Check: %v, %v", p, err)
+	}
+	s2 := openTestDir(t, s.Root())
+	for i, d := range ds {
+		if got := castoretest.ReadBlob(t, s2, d); string(got) != fmt.Sprintf("derivation %d", i) {
+			t.Fatalf("blob %d reads %q from a new store", i, got)
+		}
+	}
+}
+
 // A store of more packs than maxOpenPacks reads every blob while keeping
 // at most maxOpenPacks descriptors open.
 func TestPackDescriptorsBounded(t *testing.T) {
-	s := openTest(t, withPackTarget(1)) // every chunk seals its pack
-	n := maxOpenPacks + 60
+	// Blobs of about 1 KiB in packs sealed at 5 KiB: packs of 5 or 6
+	// chunks, too many to spill.
+	s := openTest(t, withPackTarget(5<<10), WithCompression(CompressNone))
+	n := 6 * (maxOpenPacks + 60)
+	blob := func(i int) []byte { return castoretest.Pattern(1000+i%50, uint64(i)) }
 	ds := make([]castore.Digest, n)
 	for i := range n {
-		ds[i] = castoretest.PutBlob(t, s, castoretest.Pattern(100+i, uint64(i)))
+		ds[i] = castoretest.PutBlob(t, s, blob(i))
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(sealedPacks(t, s.Root())); got != n {
-		t.Fatalf("%d packs, want %d", got, n)
+	if got := len(sealedPacks(t, s.Root())); got <= maxOpenPacks {
+		t.Fatalf("%d packs, want more than %d", got, maxOpenPacks)
 	}
 	s2 := openTestDir(t, s.Root(), WithCacheSize(0))
 	for round := range 2 {
 		for i, d := range ds {
-			if got := castoretest.ReadBlob(t, s2, d); !bytes.Equal(got, castoretest.Pattern(100+i, uint64(i))) {
+			if got := castoretest.ReadBlob(t, s2, d); !bytes.Equal(got, blob(i)) {
 				t.Fatalf("round %d: blob %d reads back wrong", round, i)
 			}
 			s2.packs.fdMu.Lock()

@@ -517,7 +517,7 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, errStoreClosed
 	}
-	if loc, ok := s.packs.lookup(d); ok {
+	if loc, ok := s.packs.lookup(d); ok && loc.pack != nil {
 		return s.packs.readPacked(loc, size)
 	}
 	path := s.chunkPath(d)
@@ -526,7 +526,7 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 		// Perhaps in a pack another process sealed since we looked.
 		if loc, ok, err := s.packs.find(d); err != nil {
 			return nil, err
-		} else if ok {
+		} else if ok && loc.pack != nil {
 			return s.packs.readPacked(loc, size)
 		}
 		return nil, errNoFile
@@ -538,7 +538,7 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 		// Read straight into place; only the digest is left to check.
 		if castore.Sum(frame) != d {
 			err := fmt.Errorf("chunk %s: %w: contents do not match the digest", d, castore.ErrCorrupt)
-			s.quarantine(path, err)
+			s.quarantine(d, path, err)
 			return nil, err
 		}
 		return frame, nil
@@ -554,7 +554,7 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 	}
 	putBuf(frame)
 	if errors.Is(err, castore.ErrCorrupt) {
-		s.quarantine(path, err)
+		s.quarantine(d, path, err)
 	}
 	return data, err
 }
@@ -563,7 +563,8 @@ func (s *Store) readChunk(d castore.Digest, size int64) ([]byte, error) {
 // next writer of that content, which skips chunks that exist, writes it
 // anew. Writers never replace a chunk that exists, so the file moved is
 // the one found damaged.
-func (s *Store) quarantine(path string, cause error) {
+func (s *Store) quarantine(d castore.Digest, path string, cause error) {
+	s.packs.forget(d)
 	dst := filepath.Join(s.root, quarantineDir, filepath.Base(path))
 	err := renameMkdir(path, dst)
 	if err != nil && errors.Is(err, unix.ENOENT) {

@@ -1,6 +1,7 @@
 package objectstore
 
 import (
+	"bytes"
 	"errors"
 	"log/slog"
 	"os"
@@ -37,7 +38,21 @@ func damageChunk(t testing.TB, s *Store, d castore.Digest) {
 // length.
 func rewriteChunk(t testing.TB, s *Store, d castore.Digest, edit func([]byte) []byte) {
 	t.Helper()
-	if loc, ok := s.packs.lookup(d); ok {
+	if loc, ok := s.packs.lookup(d); ok && loc.pack != nil {
+		s.packs.fdMu.Lock()
+		if loc.pack.inMem {
+			// A pack still in memory: damage its bytes there.
+			start := loc.off - int64(len(packMagic))
+			rec := loc.pack.mem[start : start+int64(loc.frameLen)]
+			b := edit(bytes.Clone(rec))
+			if len(b) != len(rec) {
+				t.Fatalf("edit of a pack record changed its length")
+			}
+			copy(rec, b)
+			s.packs.fdMu.Unlock()
+			return
+		}
+		s.packs.fdMu.Unlock()
 		f := openPackRW(t, s, loc.pack)
 		defer f.Close()
 		b := make([]byte, loc.frameLen)
