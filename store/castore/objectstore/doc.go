@@ -3,7 +3,7 @@
 // file system:
 //
 //	<root>/packs/<name>.pack                           many chunks each (LayoutPacks, the default; see pack.go)
-//	<root>/chunks/b3/<hex of digest[0]>/<hex digest>   one zstd frame per chunk (LayoutFiles)
+//	<root>/chunks/b3/<hex of digest[0]>/<hex digest>   one zstd frame per chunk (LayoutFiles, and packs of 4 chunks or fewer)
 //	<root>/blobs/b3/<hex of digest[0]>/<hex digest>    a multi-chunk blob's chunk list
 //	<root>/tmp/                                        files being written
 //	<root>/corrupt/                                    damaged chunks moved aside, damaged records marked

@@ -47,6 +47,12 @@ import (
 // its open pack (Open removes the temporary file), which nothing outside
 // it can refer to: callers record blobs elsewhere only after Sync.
 //
+// Small packs. A pack starts in memory and gets its file in tmp/ with its
+// (spillMax+1)th record; one sealed with spillMax records or fewer is
+// written as chunk files instead (see spillMax), so a Sync per small path
+// leaves no pack per path behind, and the index remembers such chunks as
+// being in their files.
+//
 // Damage. A record found damaged is dropped from the index and marked in
 // corrupt/<hex digest>.record (a line "<pack name> <offset>"), so that the next
 // writer of that content stores it anew; Open skips marked records.
