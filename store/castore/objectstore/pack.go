@@ -48,7 +48,7 @@ import (
 // it can refer to: callers record blobs elsewhere only after Sync.
 //
 // Small packs. A pack starts in memory and gets its file in tmp/ with its
-// (spillMax+1)th record; one sealed with spillMax records or fewer is
+// (spillMax+1)th record or past memPackMax bytes; one sealed with spillMax records or fewer is
 // written as chunk files instead (see spillMax), so a Sync per small path
 // leaves no pack per path behind, and the index remembers such chunks as
 // being in their files.
@@ -292,7 +292,7 @@ func (ps *packSet) append(d castore.Digest, frame []byte, size int) (bool, error
 	}
 	p := l.p
 	var err error
-	if p.inMem && p.records >= spillMax {
+	if p.inMem && (p.records >= spillMax || p.off+int64(len(frame)) > memPackMax) {
 		err = ps.materialize(p)
 	}
 	off := p.off
@@ -482,6 +482,11 @@ func (ps *packSet) writeSealed(p *packFile, entries []packEntry) error {
 // packs. A chunk file costs the same one create and rename, and is found
 // by its name when needed.
 const spillMax = 4
+
+// memPackMax bounds the bytes a pack holds in memory before it gets its
+// file: small paths stay in memory, large chunks go to the file at once
+// (buffering them only made garbage).
+const memPackMax = 64 << 10
 
 // spill seals p by writing its chunks as chunk files (see spillMax),
 // then drops them from the index so that reads find the files. Readers
