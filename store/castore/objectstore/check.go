@@ -47,73 +47,63 @@ func (s *Store) Check(ctx context.Context, deep bool) ([]Problem, error) {
 		present[d] = true
 		return nil
 	}
-	shards, err := os.ReadDir(filepath.Join(s.root, blobsDir))
-	if err != nil {
-		return nil, fmt.Errorf("objectstore: check: %w", err)
-	}
-	for _, shard := range shards {
-		names, err := os.ReadDir(filepath.Join(s.root, blobsDir, shard.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("objectstore: check: %w", err)
+	addProblem := func(d castore.Digest, err error) { problems = append(problems, Problem{Blob: d, Err: err}) }
+	err := s.walkShards(ctx, blobsDir, addProblem, func(d castore.Digest) {
+		if err := s.checkBlob(ctx, d, deep, chunkOK, verified); err != nil {
+			addProblem(d, err)
 		}
-		for _, n := range names {
-			if err := ctx.Err(); err != nil {
-				return problems, err
-			}
-			d, err := castore.ParseDigest(n.Name())
-			if err != nil || shard.Name() != n.Name()[:shardHex] {
-				problems = append(problems, Problem{Err: fmt.Errorf("%w: stray file %s in %s", castore.ErrCorrupt, n.Name(), blobsDir)})
-				continue
-			}
-			if err := s.checkBlob(ctx, d, deep, chunkOK, verified); err != nil {
-				problems = append(problems, Problem{Blob: d, Err: err})
-			}
-		}
-	}
-	if !deep {
-		return problems, nil
+	})
+	if err != nil || !deep {
+		return problems, err
 	}
 	// One-chunk blobs have no chunk list: they are their chunks. Read
 	// every chunk no list led to (they verify as they load).
+	loadUnverified := func(d castore.Digest) {
+		if verified[d] {
+			return
+		}
+		verified[d] = true
+		if _, err := s.loadChunk(d, -1); err != nil {
+			addProblem(d, err)
+		}
+	}
 	for _, d := range s.packs.packedChunks() {
 		if err := ctx.Err(); err != nil {
 			return problems, err
 		}
-		if verified[d] {
-			continue
-		}
-		verified[d] = true
-		if _, err := s.loadChunk(d, -1); err != nil {
-			problems = append(problems, Problem{Blob: d, Err: err})
-		}
+		loadUnverified(d)
 	}
-	shards, err = os.ReadDir(filepath.Join(s.root, chunksDir))
+	err = s.walkShards(ctx, chunksDir, addProblem, loadUnverified)
+	return problems, err
+}
+
+// walkShards calls visit with the digest of every file in the shard
+// directories under dir (blobsDir or chunksDir), and reports a file whose
+// name is not a digest of its shard as a stray. It returns an error only
+// when it cannot list a directory or ctx ends.
+func (s *Store) walkShards(ctx context.Context, dir string, stray func(castore.Digest, error), visit func(castore.Digest)) error {
+	shards, err := os.ReadDir(filepath.Join(s.root, dir))
 	if err != nil {
-		return nil, fmt.Errorf("objectstore: check: %w", err)
+		return fmt.Errorf("objectstore: check: %w", err)
 	}
 	for _, shard := range shards {
-		names, err := os.ReadDir(filepath.Join(s.root, chunksDir, shard.Name()))
+		names, err := os.ReadDir(filepath.Join(s.root, dir, shard.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("objectstore: check: %w", err)
+			return fmt.Errorf("objectstore: check: %w", err)
 		}
 		for _, n := range names {
 			if err := ctx.Err(); err != nil {
-				return problems, err
+				return err
 			}
 			d, err := castore.ParseDigest(n.Name())
 			if err != nil || shard.Name() != n.Name()[:shardHex] {
-				problems = append(problems, Problem{Err: fmt.Errorf("%w: stray file %s in %s", castore.ErrCorrupt, n.Name(), chunksDir)})
+				stray(castore.Digest{}, fmt.Errorf("%w: stray file %s in %s", castore.ErrCorrupt, n.Name(), dir))
 				continue
 			}
-			if verified[d] {
-				continue
-			}
-			if _, err := s.loadChunk(d, -1); err != nil {
-				problems = append(problems, Problem{Blob: d, Err: err})
-			}
+			visit(d)
 		}
 	}
-	return problems, nil
+	return nil
 }
 
 // checkBlob checks one blob: its chunk list and chunk files, and with deep
