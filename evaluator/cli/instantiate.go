@@ -351,19 +351,30 @@ func failure(w io.Writer, err error, showTrace bool) error {
 	return &ExitError{Code: 1, Msg: "evaluation failed"}
 }
 
+// parseCommand parses the arguments of instantiate (build false) or
+// build and applies the global options. It returns nil options when the
+// command is done: on an error, or after printing usage for --help.
+func parseCommand(cmd *cobra.Command, args []string, build bool, usage string) (*instOpts, error) {
+	o, err := parseInstArgs(cmd, args, build)
+	if err != nil {
+		return nil, err
+	}
+	if err := applyGlobals(cmd, args); err != nil {
+		return nil, err
+	}
+	if o.help {
+		io.WriteString(cmd.OutOrStdout(), usage)
+		return nil, nil
+	}
+	return o, nil
+}
+
 // RunInstantiate runs `castor instantiate` with the given arguments.
 func RunInstantiate(cmd *cobra.Command, args []string, open realisecmd.OpenFunc, lookupEnv func(string) (string, bool)) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	o, err := parseInstArgs(cmd, args, false)
-	if err != nil {
+	o, err := parseCommand(cmd, args, false, instantiateUsage)
+	if o == nil {
 		return err
-	}
-	if err := applyGlobals(cmd, args); err != nil {
-		return err
-	}
-	if o.help {
-		io.WriteString(stdout, instantiateUsage)
-		return nil
 	}
 	if o.evalOnly {
 		var rest []string
@@ -400,16 +411,9 @@ func RunInstantiate(cmd *cobra.Command, args []string, open realisecmd.OpenFunc,
 // RunBuild runs `castor build` with the given arguments.
 func RunBuild(cmd *cobra.Command, args []string, open realisecmd.OpenFunc, lookupEnv func(string) (string, bool)) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	o, err := parseInstArgs(cmd, args, true)
-	if err != nil {
+	o, err := parseCommand(cmd, args, true, buildUsage)
+	if o == nil {
 		return err
-	}
-	if err := applyGlobals(cmd, args); err != nil {
-		return err
-	}
-	if o.help {
-		io.WriteString(stdout, buildUsage)
-		return nil
 	}
 	s, err := o.open(cmd, open, lookupEnv)
 	if err != nil {
