@@ -1,18 +1,15 @@
 package drvtest
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/castor-nix/castor/builder/sandbox"
 	"github.com/castor-nix/castor/e2e/testenv"
-	"github.com/castor-nix/castor/store/nixpath"
 )
 
 // buildDir copies testdata to a temporary directory with busybox/bin/sh
@@ -80,18 +77,7 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s: castor did not register it", n.Path)
 			continue
 		}
-		h, err := nixpath.ParseHash(n.NarHash, "")
-		if err != nil || !bytes.Equal(h.Digest(), info.NarSHA256[:]) || info.NarSize != n.NarSize {
-			t.Errorf("%s: NAR %d %s, Nix %d %s", n.Path, info.NarSize, nixpath.FormatSHA256(info.NarSHA256), n.NarSize, n.NarHash)
-		}
-		var refs []string
-		for _, r := range info.References {
-			refs = append(refs, r.Absolute())
-		}
-		slices.Sort(n.References)
-		if !slices.Equal(refs, n.References) {
-			t.Errorf("%s: references %v, Nix %v", n.Path, refs, n.References)
-		}
+		compareNARAndRefs(t, info, n)
 	}
 
 	// What import from derivation read reached the build (castor's

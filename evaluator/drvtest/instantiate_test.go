@@ -7,12 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/castor-nix/castor/store/nixpath"
 )
 
 // gcWarning is what nix-instantiate says about GC roots, which castor
@@ -90,18 +87,7 @@ func compareClosure(t *testing.T, nix *nixNS, c *castor, roots []string) {
 			t.Errorf("%s: not in castor's store", n.Path)
 			continue
 		}
-		h, err := nixpath.ParseHash(n.NarHash, "")
-		if err != nil || !bytes.Equal(h.Digest(), info.NarSHA256[:]) || n.NarSize != info.NarSize {
-			t.Errorf("%s: NAR %d %s, Nix %d %s", n.Path, info.NarSize, nixpath.FormatSHA256(info.NarSHA256), n.NarSize, n.NarHash)
-		}
-		var refs []string
-		for _, r := range info.References {
-			refs = append(refs, r.Absolute())
-		}
-		slices.Sort(n.References)
-		if !slices.Equal(refs, n.References) {
-			t.Errorf("%s: references %v, Nix %v", n.Path, refs, n.References)
-		}
+		compareNARAndRefs(t, info, n)
 		ca := ""
 		if info.CA != nil {
 			ca = info.CA.String()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/castor-nix/castor/store/nixpath"
 	"github.com/castor-nix/castor/store/pathinfo"
 	pimemory "github.com/castor-nix/castor/store/pathinfo/memory"
+	"github.com/castor-nix/castor/store/pathinfo/pathinfotest"
 )
 
 // nixNS runs Nix 2.8 with a throw-away /nix bound over the host's in a
@@ -56,13 +58,24 @@ func (n *nixNS) run(dir string, name string, args ...string) string {
 // realPath is where the namespace's /nix/store/… lives on the host.
 func (n *nixNS) realPath(storePath string) string { return n.RealPath(storePath) }
 
-type nixPathInfo struct {
-	Path       string   `json:"path"`
-	NarHash    string   `json:"narHash"`
-	NarSize    uint64   `json:"narSize"`
-	References []string `json:"references"`
-	Deriver    string   `json:"deriver"`
-	CA         string   `json:"ca"`
+type nixPathInfo = pathinfotest.NixPathInfo
+
+// compareNARAndRefs checks castor's info against Nix's: NAR hash and
+// size, and references.
+func compareNARAndRefs(t *testing.T, info *pathinfo.PathInfo, n nixPathInfo) {
+	t.Helper()
+	h, err := nixpath.ParseHash(n.NarHash, "")
+	if err != nil || !bytes.Equal(h.Digest(), info.NarSHA256[:]) || info.NarSize != n.NarSize {
+		t.Errorf("%s: NAR %d %s, Nix %d %s", n.Path, info.NarSize, nixpath.FormatSHA256(info.NarSHA256), n.NarSize, n.NarHash)
+	}
+	var refs []string
+	for _, r := range info.References {
+		refs = append(refs, r.Absolute())
+	}
+	slices.Sort(n.References)
+	if !slices.Equal(refs, n.References) {
+		t.Errorf("%s: references %v, Nix %v", n.Path, refs, n.References)
+	}
 }
 
 // pathInfos is `nix path-info --json` of paths (and their closures with
