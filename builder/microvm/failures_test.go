@@ -15,6 +15,7 @@ import (
 	"github.com/castor-nix/castor/builder"
 	"github.com/castor-nix/castor/builder/microvm"
 	"github.com/castor-nix/castor/builder/realise"
+	"github.com/castor-nix/castor/images/imagestest"
 	"github.com/castor-nix/castor/store/castore"
 	"github.com/castor-nix/castor/store/derivation"
 	"github.com/castor-nix/castor/store/nixpath"
@@ -188,7 +189,7 @@ func TestExecutorErrors(t *testing.T) {
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
-	sw := &syncBuffer{}
+	sw := &imagestest.SyncBuffer{}
 	go func() {
 		for !strings.Contains(sw.String(), "running") {
 			time.Sleep(20 * time.Millisecond)

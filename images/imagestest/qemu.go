@@ -62,7 +62,7 @@ type Options struct {
 // VM is a running QEMU.
 type VM struct {
 	Cmd    *exec.Cmd
-	serial *syncBuffer
+	serial *SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -89,7 +89,7 @@ func Start(t testing.TB, img *images.Image, o Options) *VM {
 		"-append", strings.TrimSpace(KernelArgs + " " + o.Append),
 	}
 	args = append(args, o.Args...)
-	vm := &VM{serial: &syncBuffer{}, done: make(chan struct{})}
+	vm := &VM{serial: &SyncBuffer{}, done: make(chan struct{})}
 	vm.Cmd = exec.Command("qemu-system-x86_64", args...)
 	vm.Cmd.Stdout = vm.serial
 	vm.Cmd.Stderr = vm.serial
@@ -151,18 +151,20 @@ func (vm *VM) WaitSerial(s string, timeout time.Duration) error {
 	}
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer goroutine (a VM's
+// console, a build's log) and a reader at once.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
