@@ -17,16 +17,7 @@ export NIX_CONFIG=$'build-users-group =\nsandbox = false\nsubstituters =\nexperi
 go build -o "$work/castor" ./cmd/castor
 go run ./bench/gentree -size "$SIZE" -seed 1 "$work/tree"
 echo "tree: $(du -sh --apparent-size "$work/tree" | cut -f1), $(find "$work/tree" -type f | wc -l) files"
-# Before each run: write back and drop the page cache (as root), then
-# read the tree back in, so that both tools read it from memory and start
-# with the same free memory. Without this, each run's 1 GB of new store
-# files filled the page cache and later runs paid for reclaiming it (system
-# time swung 3x between runs).
-settle() {
-  sync
-  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi
-  tar cf - "$work/tree" 2>/dev/null | cat >/dev/null
-}
+. bench/settle.sh
 
 # median of a list of numbers
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -40,10 +31,10 @@ for i in $(seq "$RUNS"); do
   # (ext4 skips recently freed inodes; this disk discards on delete).
   # Flush first: castor syncs its blobs before recording a path (syncfs
   # flushes the whole file system), Nix does not sync store contents.
-  settle
+  settle "$work/tree"
   read -r t m < <(timed nix-store --store "$work/nixstore$i" --add "$work/tree")
   nix_t+=("$t"); nix_rss+=("$m")
-  settle
+  settle "$work/tree"
   read -r t m < <(timed env CASTOR_HOME="$work/castorstore$i" "$work/castor" store add "$work/tree")
   castor_t+=("$t"); castor_rss+=("$m")
 done

@@ -32,15 +32,7 @@ rm -rf "$work/tree" "$work/big"
 nix-store --generate-binary-cache-key bench-1 "$work/sk" "$work/pk"
 pk=$(cat "$work/pk")
 
-# Before each run: write back and drop the page cache (as root), then read
-# the cache back in, so that both tools fetch from memory and start with
-# the same free memory (reclaiming earlier runs' files otherwise swings
-# system time several-fold).
-settle() {
-  sync
-  if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi
-  tar cf - "$1" 2>/dev/null | cat >/dev/null
-}
+. bench/settle.sh
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 secs() { /usr/bin/time -f '%e' -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err"; exit 1; }; cat "$work/t"; }
 
