@@ -71,13 +71,14 @@ func qemuArgs(ctx context.Context, m *Machine) error {
 			c.Accel = "kvm"
 		}
 	}
-	cpu := "max"
+	var cpu string
 	cmdline := DefaultKernelArgs
 	switch c.Accel {
 	case "kvm":
 		cpu = "host"
 	case "tcg":
-		cmdline += " " + tcgKernelArgs
+		cpu = TCGCPU
+		cmdline += " " + TCGKernelArgs
 	default:
 		return fmt.Errorf("%w: QEMU accelerator %q (want kvm or tcg)", ErrConfig, c.Accel)
 	}

@@ -14,11 +14,13 @@ import (
 
 	"github.com/castor-nix/castor/e2e/testenv"
 	"github.com/castor-nix/castor/images"
+	"github.com/castor-nix/castor/vmm"
 )
 
-// KernelArgs are the kernel command line for a fast, quiet TCG boot;
-// tsc_early_khz avoids microvm's PIT calibration hang.
-const KernelArgs = "console=ttyS0 panic=-1 quiet tsc_early_khz=2000000 cryptomgr.notests mitigations=off audit=0 8250.nr_uarts=1 random.trust_cpu=on no_timer_check"
+// KernelArgs are the kernel command line castor's own TCG VMs boot with
+// (a fast, quiet boot; tsc_early_khz avoids microvm's PIT calibration
+// hang).
+const KernelArgs = vmm.DefaultKernelArgs + " " + vmm.TCGKernelArgs
 
 // LoadModules is the init-script line that loads the image's modules.
 const LoadModules = `for m in $(cat ` + images.ModuleList + `); do insmod $m || echo "insmod $m failed"; done`
@@ -78,7 +80,7 @@ func Start(t testing.TB, img *images.Image, o Options) *VM {
 	args := []string{
 		"-machine", "microvm,memory-backend=mem,rtc=on",
 		"-accel", "tcg",
-		"-cpu", "max",
+		"-cpu", vmm.TCGCPU,
 		"-m", fmt.Sprintf("%dM", o.MemoryMiB),
 		"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", o.MemoryMiB),
 		"-global", "virtio-mmio.force-legacy=false",
