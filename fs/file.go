@@ -73,9 +73,10 @@ func (fsys *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 	return fuse.OK
 }
 
-// Read implements fuse.RawFileSystem. Data comes straight into the
-// request's buffer; a read the backend cannot serve is EIO, logged with
-// the blob's digest.
+// Read implements fuse.RawFileSystem. It answers with a blobRead, which
+// reads the blob when go-fuse asks for the bytes: straight into the
+// request's buffer (/dev/fuse) or into the guest's pages (virtio-fs). A
+// read the backend cannot serve is EIO, logged with the blob's digest.
 func (fsys *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	h, ok := fsys.files.get(in.Fh)
 	if !ok {
@@ -85,19 +86,69 @@ func (fsys *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 	if off >= h.size {
 		return fuse.ReadResultData(nil), fuse.OK
 	}
-	n := min(int64(in.Size), int64(len(buf)), h.size-off)
-	p := buf[:n]
-	ctx := fsys.reqCtx(cancel)
+	n := min(int64(in.Size), h.size-off)
+	return &blobRead{h: h, ctx: fsys.reqCtx(cancel), off: off, size: int(n)}, fuse.OK
+}
+
+// blobRead is the answer to one READ: size bytes of h's blob at off, read
+// when go-fuse wants them. Over /dev/fuse go-fuse calls Bytes with the
+// request's buffer. Over virtio-fs it calls Readv with the reply's part
+// of the guest's buffers, which for a guest filling its page cache are
+// one 4 KiB page apart from the next: reading into them directly saves
+// go-fuse's gathering buffer and a second copy of every byte.
+type blobRead struct {
+	h    *fileHandle
+	ctx  context.Context
+	off  int64
+	size int
+}
+
+func (r *blobRead) Size() int { return r.size }
+
+func (r *blobRead) Done() {}
+
+// Bytes implements fuse.ReadResult.
+func (r *blobRead) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(buf) < r.size {
+		buf = make([]byte, r.size)
+	}
+	p := buf[:r.size]
+	if st := r.readAt(p, r.off); !st.Ok() {
+		return nil, st
+	}
+	return p, fuse.OK
+}
+
+// Readv fills dst, a scatter list of exactly Size bytes, in order (go-fuse
+// looks for this method on a ReadResult).
+func (r *blobRead) Readv(dst [][]byte) (int, fuse.Status) {
+	off, left := r.off, r.size
+	for _, p := range dst {
+		if left == 0 {
+			break
+		}
+		p = p[:min(len(p), left)]
+		if st := r.readAt(p, off); !st.Ok() {
+			return 0, st
+		}
+		off += int64(len(p))
+		left -= len(p)
+	}
+	return r.size - left, fuse.OK
+}
+
+func (r *blobRead) readAt(p []byte, off int64) fuse.Status {
+	h := r.h
 	var err error
 	if h.pf != nil {
-		err = h.pf.readAt(ctx, p, off)
+		err = h.pf.readAt(r.ctx, p, off)
 	} else {
 		err = readFull(h.r, p, off)
 	}
 	if err != nil {
-		return nil, fsys.ioError(ctx, err, "reading a blob", "blob", h.digest.String(), "offset", off, "size", n)
+		return h.fsys.ioError(r.ctx, err, "reading a blob", "blob", h.digest.String(), "offset", off, "size", len(p))
 	}
-	return fuse.ReadResultData(p), fuse.OK
+	return fuse.OK
 }
 
 // readFull reads exactly len(p) bytes at off: the caller knows the blob's
