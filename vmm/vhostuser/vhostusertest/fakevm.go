@@ -334,6 +334,11 @@ type Buf struct {
 	Data     []byte
 	Len      int
 	Writable bool
+	// Addr, if not zero, is where in guest memory the buffer lies (from
+	// Alloc, by the caller): buffers laid out apart, as a guest's page
+	// cache pages are, keep a backend from merging them. Zero allocates
+	// a fresh buffer after the last one.
+	Addr uint64
 }
 
 // Submit writes a chain (copying readable data into guest memory), makes
@@ -365,7 +370,10 @@ func (r *Ring) submit(bufs []Buf, indirect, prepareOnly bool) (uint16, error) {
 		if !b.Writable {
 			n = len(b.Data)
 		}
-		addrs[i] = vm.Alloc(max(n, 1))
+		addrs[i] = b.Addr
+		if addrs[i] == 0 {
+			addrs[i] = vm.Alloc(max(n, 1))
+		}
 		if !b.Writable {
 			copy(vm.Mem[addrs[i]:], b.Data)
 		}
@@ -509,6 +517,16 @@ func (r *Ring) WaitUsed(n int, timeout time.Duration) ([]Used, error) {
 		out = append(out, r.PollUsed()...)
 		if len(out) >= n {
 			return out, nil
+		}
+		if r.vm.features&featEventIdx != 0 {
+			// As a Linux driver does before it sleeps: ask for a call
+			// on the next completion, then look once more.
+			r.mu.Lock()
+			r.SetUsedEvent(r.lastUsed)
+			r.mu.Unlock()
+			if out = append(out, r.PollUsed()...); len(out) >= n {
+				return out, nil
+			}
 		}
 		if time.Now().After(deadline) {
 			return out, fmt.Errorf("fakevm: queue %d: %d of %d completions after %v", r.Index, len(out), n, timeout)

@@ -83,7 +83,12 @@ func (c *Client) Init() {
 }
 
 func (c *Client) Lookup(name string) (uint64, fuse.Attr, int32) {
-	oh, body := c.Call(OpLookup, 1, append([]byte(name), 0), int(unsafe.Sizeof(fuse.EntryOut{})))
+	return c.LookupIn(1, name)
+}
+
+// LookupIn looks name up in the directory parent.
+func (c *Client) LookupIn(parent uint64, name string) (uint64, fuse.Attr, int32) {
+	oh, body := c.Call(OpLookup, parent, append([]byte(name), 0), int(unsafe.Sizeof(fuse.EntryOut{})))
 	var e fuse.EntryOut
 	copy(StructBytes(&e), body)
 	return e.NodeId, e.Attr, oh.Status
