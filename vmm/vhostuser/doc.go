@@ -20,7 +20,9 @@
 // a device fills them with one copy and no page faults. A device waits for
 // the guest's kicks with Queue.WaitKick, which reads the kick eventfd on
 // the popping goroutine itself, or on the Queue.Kicks channel when it must
-// wait for other things too.
+// wait for other things too. A device that serves on the popping
+// goroutine arms a Standby meanwhile, which wakes a waiter only if the
+// guest kicks before the popper is back.
 //
 // Stopping is prompt by design: GET_VRING_BASE, SET_VRING_ENABLE 0,
 // RESET_OWNER and the end of the connection cancel the context RunQueue got

@@ -8,9 +8,12 @@
 // guest-readable buffers hold the request exactly as /dev/fuse would carry
 // it, the writable ones receive the reply. Chains are decoded and answered
 // by go-fuse's fuse.ProtocolServer, concurrently up to Options.Workers per
-// queue, reading file data straight into guest memory: the goroutine the
-// guest's kick wakes serves the request it pops, after handing the ring to
-// a new goroutine, so no request waits for a hand-off.
+// queue, reading file data straight into guest memory (into the guest's
+// scattered pages when the filesystem's READ answer has a Readv method,
+// as castor's has). The goroutine the guest's kick wakes serves the
+// request it pops, so no request waits for a hand-off; a
+// vhostuser.Standby wakes another goroutine to pop only if the guest
+// sends more while it serves.
 //
 // Every VM connection is a new FUSE session: the VM's kernel sends INIT
 // again, and the filesystem comes fresh from the NewFS function, so no

@@ -122,17 +122,28 @@ func (d *Device) Close() error {
 // the requests in flight.
 //
 // One goroutine at a time, the popper, takes requests from the ring and
-// waits for kicks. When it takes a request it makes a new goroutine the
-// popper and serves the request itself, so a request is served by the very
-// goroutine the guest's kick woke, without a hand-off to another one (each
-// costs a wake-up and, on a busy machine, a wait for a CPU). Up to Workers
-// requests are served at once; past that the popper serves before it pops
-// again. The high-priority queue's FORGETs are served in order by the
-// popper alone.
+// waits for kicks. It serves what it pops itself, so a request is served
+// by the goroutine the guest's kick woke, without a hand-off to another
+// (each costs a wake-up and, on a busy machine, a wait for a CPU). While
+// it serves, a vhostuser.Standby watches for kicks: if the guest sends
+// another request meanwhile, the goroutine waiting on the Standby makes a
+// new goroutine the popper, so a slow request (a store path being
+// fetched) holds up no other. When requests are waiting already, the
+// popper hands the ring on before serving. Up to Workers requests are
+// served at once; past that the popper serves before it pops again. The
+// high-priority queue's FORGETs are served in order by the popper alone.
 func (d *Device) RunQueue(ctx context.Context, q *vhostuser.Queue) error {
 	r := &runner{d: d, q: q, ctx: ctx}
 	if q.Index() != 0 {
 		r.slots = make(chan struct{}, d.opts.Workers-1)
+		if s, err := q.NewStandby(); err == nil {
+			r.standby, r.takeover = s, make(chan struct{})
+			watched := make(chan struct{})
+			go func() { defer close(watched); r.watch() }()
+			defer func() { s.Stop(); <-watched; s.Close() }()
+		} else {
+			d.opts.Logger.Debug("virtiofs: no standby; handing the ring on for every request", "queue", q.Index(), "err", err)
+		}
 	}
 	r.wg.Add(1)
 	r.pop()
@@ -148,9 +159,25 @@ type runner struct {
 	slots chan struct{} // a token per goroutine serving besides the popper; nil: the popper serves all
 	wg    sync.WaitGroup
 
+	// standby, if not nil, watches for kicks while the popper serves
+	// (nil on the high-priority queue). serving is servingNone,
+	// servingArmed while the popper serves with the standby armed, and
+	// servingTaken once the watcher made another goroutine the popper;
+	// the watcher then sends on takeover after counting that goroutine
+	// in wg, which the old popper waits for before it ends.
+	standby  *vhostuser.Standby
+	serving  atomic.Int32
+	takeover chan struct{}
+
 	errOnce sync.Once
 	err     error // why the queue stopped, if not ctx
 }
+
+const (
+	servingNone = iota
+	servingArmed
+	servingTaken
+)
 
 // pop is the popper's loop; it returns when the queue stops or when it
 // handed the popper's role to another goroutine.
@@ -171,16 +198,89 @@ func (r *runner) pop() {
 			}
 			continue
 		}
+		if r.standby != nil {
+			if !r.serveArmed(c) {
+				return
+			}
+			continue
+		}
+		if !r.handOn(c) {
+			return
+		}
+	}
+}
+
+// handOn serves c, first making a new goroutine the popper if a worker
+// slot is free. It reports whether the caller is still the popper.
+func (r *runner) handOn(c *vhostuser.Chain) bool {
+	select {
+	case r.slots <- struct{}{}:
+		r.wg.Add(1)
+		go r.pop()
+		r.d.serve(r.q, c)
+		<-r.slots
+		return false
+	default:
+		r.d.serve(r.q, c)
+		return true
+	}
+}
+
+// serveArmed serves c with the standby armed. It reports whether the
+// caller is still the popper.
+func (r *runner) serveArmed(c *vhostuser.Chain) bool {
+	if r.q.KickOnNext() {
+		return r.handOn(c)
+	}
+	// From here on the watcher may make another goroutine the popper:
+	// this one must not touch the ring's popping side again.
+	r.serving.Store(servingArmed)
+	if err := r.standby.Arm(); err != nil {
+		if r.serving.CompareAndSwap(servingArmed, servingNone) {
+			return r.handOn(c)
+		}
+		r.d.serve(r.q, c)
+		r.handedOver()
+		return false
+	}
+	n := r.d.handle(r.q, c)
+	// Disarm before the reply goes out: the guest's next request, which
+	// the reply may prompt at once, is this goroutine's to pop.
+	still := r.serving.CompareAndSwap(servingArmed, servingNone)
+	if still {
+		r.standby.Disarm()
+	}
+	r.q.Done(c, n)
+	if !still {
+		r.handedOver()
+	}
+	return still
+}
+
+// handedOver is the end of a popper the watcher replaced: it waits until
+// the new popper is counted, then gives back the slot taken for it.
+func (r *runner) handedOver() {
+	<-r.takeover
+	<-r.slots
+}
+
+// watch waits on the standby. When the guest kicked while the popper
+// serves, it takes a worker slot for the serving goroutine and makes a
+// new goroutine the popper.
+func (r *runner) watch() {
+	for r.standby.Wait() == nil {
 		select {
 		case r.slots <- struct{}{}:
-			r.wg.Add(1)
-			go r.pop()
-			r.d.serve(r.q, c)
-			<-r.slots
-			return
 		default:
-			r.d.serve(r.q, c)
+			continue // every worker busy: the popper sees the kick when it pops again
 		}
+		if !r.serving.CompareAndSwap(servingArmed, servingTaken) {
+			<-r.slots // the popper finished first and will pop the request itself
+			continue
+		}
+		r.wg.Add(1) // the old popper still counts, so wg is above zero
+		go r.pop()
+		r.takeover <- struct{}{}
 	}
 }
 
@@ -190,6 +290,12 @@ func (r *runner) fail(err error) { r.errOnce.Do(func() { r.err = err }) }
 const fuseInit = 26
 
 func (d *Device) serve(q *vhostuser.Queue, c *vhostuser.Chain) {
+	q.Done(c, d.handle(q, c))
+}
+
+// handle serves c's request and returns the bytes written into its
+// writable buffers; the caller returns the chain to the guest.
+func (d *Device) handle(q *vhostuser.Queue, c *vhostuser.Chain) uint32 {
 	isInit := len(c.Readable) > 0 && len(c.Readable[0]) >= 8 && binary.LittleEndian.Uint32(c.Readable[0][4:]) == fuseInit
 	if !isInit {
 		_ = d.inits.Load()
@@ -203,7 +309,7 @@ func (d *Device) serve(q *vhostuser.Queue, c *vhostuser.Chain) {
 		// chain empty so the guest does not wait forever.
 		d.opts.Logger.Debug("virtiofs: bad request", "queue", q.Index(), "status", st)
 	}
-	q.Done(c, uint32(n))
+	return uint32(n)
 }
 
 // Serve serves virtio-fs on l to every VM that connects (one at a time or
