@@ -203,6 +203,16 @@ func TestQEMUAgentVM(t *testing.T) {
 		}
 	})
 
+	t.Run("the store reads ahead 2 MiB", func(t *testing.T) {
+		if err := vm.Setup(ctx, &agent.Setup{Steps: []agent.Step{{Mount: &agent.Mount{Type: "sysfs", Target: "/sys"}}}}); err != nil {
+			t.Fatal(err)
+		}
+		ex, out, errs := run(t, vm, `d=$(stat -c %d /nix/store); cat /sys/class/bdi/$((d>>8)):$((d&255))/read_ahead_kb`)
+		if ex.Code != 0 || strings.TrimSpace(out) != "2048" {
+			t.Errorf("read_ahead_kb of /nix/store: %q, exit %+v %s; want 2048", out, ex, errs)
+		}
+	})
+
 	t.Run("exit status, streams, identity, environment", func(t *testing.T) {
 		ex, out, errs := run(t, vm, `echo to-stdout; echo to-stderr >&2; id -u; id -g; pwd; echo "$GREETING"; echo $0; exit 42`)
 		if ex.Code != 42 || ex.Signal != "" {
