@@ -69,29 +69,33 @@ func (q *Queue) NewStandby() (*Standby, error) {
 	return s, nil
 }
 
-// Arm is called by the popping goroutine before it serves a request it
-// popped, after KickOnNext: from now on a kick wakes Wait. It touches
-// nothing of the queue, so another goroutine may pop as soon as Wait
-// returned.
-func (s *Standby) Arm() error {
-	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, s.kick, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(s.kick)}); err != nil {
-		return fmt.Errorf("standby: arm: %w", err)
-	}
-	return nil
-}
-
-// KickOnNext is called by the popping goroutine before it serves a request
-// and arms a Standby. With event idx it asks the driver to kick for its
-// next request: a driver that was told nothing does not kick a device it
-// knows to be busy. It reports whether requests are waiting already:
-// nothing will kick for those, so the caller should pop them or hand the
-// ring on rather than serve first.
-func (q *Queue) KickOnNext() (waiting bool) {
+// Ready is called by the popping goroutine before it serves a request it
+// popped, then Arm. It forgets the kicks delivered so far (the popper
+// has looked at the ring since, so a kick left pending would only wake
+// Wait for requests already taken), asks the driver to kick for its next
+// request (with event idx, a driver that was told nothing does not kick
+// a device it knows to be busy), and reports whether requests are
+// waiting already: nothing will kick for those, so the caller should pop
+// them or hand the ring on rather than serve first.
+func (s *Standby) Ready() (waiting bool) {
+	var buf [8]byte
+	unix.Read(s.kick, buf[:]) // non-blocking, like the queue's own descriptor
+	q := s.q
 	if q.eventIdx {
 		store16(q.used[4+8*int(q.size):], q.lastAvail)
 		fence()
 	}
 	return loadHi16(q.avail) != q.lastAvail
+}
+
+// Arm makes a kick wake Wait, from now until Disarm or the first such
+// wake-up. It touches nothing of the queue, so another goroutine may pop
+// as soon as Wait returned.
+func (s *Standby) Arm() error {
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_MOD, s.kick, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(s.kick)}); err != nil {
+		return fmt.Errorf("standby: arm: %w", err)
+	}
+	return nil
 }
 
 // Disarm undoes Arm: kicks go to WaitKick alone again. Only the goroutine

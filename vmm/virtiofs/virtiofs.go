@@ -229,7 +229,7 @@ func (r *runner) handOn(c *vhostuser.Chain) bool {
 // serveArmed serves c with the standby armed. It reports whether the
 // caller is still the popper.
 func (r *runner) serveArmed(c *vhostuser.Chain) bool {
-	if r.q.KickOnNext() {
+	if r.standby.Ready() {
 		return r.handOn(c)
 	}
 	// From here on the watcher may make another goroutine the popper:
