@@ -41,7 +41,7 @@ func BenchmarkRead(b *testing.B) {
 		heads = append(heads, h)
 	}
 	b.SetBytes(chunk)
-	runPrepared(b, rq, heads, chunk+16)
+	runPrepared(b, rq, heads, len(heads), chunk+16, nil)
 }
 
 // BenchmarkReadGuestPages measures READs the way a Linux guest reading a
@@ -100,29 +100,29 @@ func BenchmarkReadGuestPages(b *testing.B) {
 // ring (kick, pop, go-fuse, push, call), one at a time: the per-request
 // overhead of the transport, which metadata-heavy work (ls -l) pays.
 func BenchmarkGetattrRoundTrip(b *testing.B) {
-	_, rq, node, _ := benchSetup(b)
-	var gin fuse.GetAttrIn
-	gin.InHeader = fuse.InHeader{Length: uint32(unsafe.Sizeof(gin)), Opcode: 3, Unique: 77, NodeId: node}
-	h, err := rq.Prepare([]vhostusertest.Buf{
-		{Data: append([]byte(nil), virtiofstest.StructBytes(&gin)...)},
-		{Len: int(unsafe.Sizeof(fuse.OutHeader{})) + int(unsafe.Sizeof(fuse.AttrOut{})), Writable: true},
-	}, false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	runPrepared(b, rq, []uint16{h}, uint32(unsafe.Sizeof(fuse.OutHeader{})+unsafe.Sizeof(fuse.AttrOut{})))
+	c, _, node, _ := benchSetup(b)
+	benchGetattr(b, c, node)
 }
 
-// runPrepared keeps the prepared chains in flight until b.N completed,
-// checking each completion's length.
-func runPrepared(b *testing.B, rq *vhostusertest.Ring, heads []uint16, wantLen uint32) {
+// runPrepared keeps depth of the prepared chains in flight until b.N
+// completed, taking them in turn (the next one after a completion is the
+// one that has waited longest), and checks each completion's length.
+// prepare, if not nil, is called on a chain before it is published.
+func runPrepared(b *testing.B, rq *vhostusertest.Ring, heads []uint16, depth int, wantLen uint32, prepare func(head uint16)) {
 	b.ResetTimer()
+	free := append([]uint16(nil), heads...)
 	submitted, completed := 0, 0
-	for _, h := range heads {
-		if submitted < b.N {
-			rq.Publish(h)
-			submitted++
+	publish := func() {
+		h := free[0]
+		free = free[1:]
+		if prepare != nil {
+			prepare(h)
 		}
+		rq.Publish(h)
+		submitted++
+	}
+	for submitted < min(depth, b.N) {
+		publish()
 	}
 	for completed < b.N {
 		used, err := rq.WaitUsed(1, 20*time.Second)
@@ -134,9 +134,9 @@ func runPrepared(b *testing.B, rq *vhostusertest.Ring, heads []uint16, wantLen u
 				b.Fatalf("completion of %d bytes, want %d", u.Len, wantLen)
 			}
 			completed++
+			free = append(free, u.Head)
 			if submitted < b.N {
-				rq.Publish(u.Head)
-				submitted++
+				publish()
 			}
 		}
 	}

@@ -164,36 +164,7 @@ func benchGuestReads(b *testing.B, c *virtiofstest.Client, node, fh uint64, file
 		next += chunk
 	}
 	b.SetBytes(chunk)
-	b.ResetTimer()
-	free := heads[depth:]
-	submitted, completed := 0, 0
-	for _, h := range heads[:depth] {
-		if submitted < b.N {
-			setOffset(h)
-			rq.Publish(h)
-			submitted++
-		}
-	}
-	for completed < b.N {
-		used, err := rq.WaitUsed(1, 20*time.Second)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, u := range used {
-			if u.Len != chunk+16 {
-				b.Fatalf("completion of %d bytes, want %d", u.Len, chunk+16)
-			}
-			completed++
-			free = append(free, u.Head)
-			if submitted < b.N {
-				h := free[0]
-				free = free[1:]
-				setOffset(h)
-				rq.Publish(h)
-				submitted++
-			}
-		}
-	}
+	runPrepared(b, rq, heads, depth, chunk+16, setOffset)
 }
 
 // benchGetattr sends one GETATTR at a time.
@@ -208,5 +179,5 @@ func benchGetattr(b *testing.B, c *virtiofstest.Client, node uint64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	runPrepared(b, c.Req, []uint16{h}, outLen)
+	runPrepared(b, c.Req, []uint16{h}, 1, outLen, nil)
 }
