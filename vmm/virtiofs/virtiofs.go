@@ -137,7 +137,9 @@ func (d *Device) RunQueue(ctx context.Context, q *vhostuser.Queue) error {
 	if q.Index() != 0 {
 		r.slots = make(chan struct{}, d.opts.Workers-1)
 		if s, err := q.NewStandby(); err == nil {
-			r.standby, r.takeover = s, make(chan struct{})
+			// One token per takeover not yet answered, of which there
+			// are fewer than Workers: the watcher never blocks on one.
+			r.standby, r.takeover = s, make(chan struct{}, d.opts.Workers)
 			watched := make(chan struct{})
 			go func() { defer close(watched); r.watch() }()
 			defer func() { s.Stop(); <-watched; s.Close() }()
@@ -164,7 +166,8 @@ type runner struct {
 	// servingArmed while the popper serves with the standby armed, and
 	// servingTaken once the watcher made another goroutine the popper;
 	// the watcher then sends on takeover after counting that goroutine
-	// in wg, which the old popper waits for before it ends.
+	// in wg, which the old popper waits for before it ends (so wg never
+	// drops to zero in between).
 	standby  *vhostuser.Standby
 	serving  atomic.Int32
 	takeover chan struct{}

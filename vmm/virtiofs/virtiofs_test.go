@@ -155,30 +155,33 @@ func TestVirtiofsSessions(t *testing.T) {
 	}
 }
 
-// blockingFS holds READs at offset blockAt until release is closed.
+// blockingFS holds READs at offsets from blockAt on (in steps of 4 KiB)
+// until release is closed.
 type blockingFS struct {
 	fuse.RawFileSystem
 	blockAt uint64
-	blocked chan struct{} // closed when a READ is being held
+	blocked chan uint64 // gets the offset of each READ being held
 	release chan struct{}
 }
 
 func (b *blockingFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	if in.Offset == b.blockAt {
-		close(b.blocked)
+	if in.Offset >= b.blockAt {
+		b.blocked <- in.Offset
 		<-b.release
 	}
 	return b.RawFileSystem.Read(cancel, in, buf)
 }
 
-// A request the filesystem takes long over does not hold up the next
-// ones: the goroutine that popped it hands the ring on before serving it,
-// with up to Workers requests served at once. With Workers 2 the second
-// request is served by the popper itself (both slots busy).
+// Requests the filesystem takes long over do not hold up the next ones:
+// a goroutine waiting on the standby lets another pop while the popper
+// serves, up to Workers requests at once. With Workers 2 and one slow
+// READ, the LOOKUP takes the second slot; with two slow READs, the
+// LOOKUP is the third request served at once.
 func TestSlowRequestDoesNotStallQueue(t *testing.T) {
-	for _, workers := range []int{2, 16} {
-		t.Run(fmt.Sprintf("Workers=%d", workers), func(t *testing.T) {
-			bfs := &blockingFS{blockAt: 128 << 10, blocked: make(chan struct{}), release: make(chan struct{})}
+	for _, tc := range []struct{ workers, slow int }{{2, 1}, {16, 1}, {16, 2}} {
+		t.Run(fmt.Sprintf("Workers=%d,slow=%d", tc.workers, tc.slow), func(t *testing.T) {
+			workers := tc.workers
+			bfs := &blockingFS{blockAt: 128 << 10, blocked: make(chan uint64, tc.slow), release: make(chan struct{})}
 			path := filepath.Join(t.TempDir(), "vfs.sock")
 			l, err := vhostuser.Listen(path)
 			if err != nil {
@@ -201,6 +204,10 @@ func TestSlowRequestDoesNotStallQueue(t *testing.T) {
 					t.Errorf("Serve: %v", err)
 				}
 			}()
+			// Held READs are let go however the test ends, or Serve
+			// would wait for them forever.
+			release := sync.OnceFunc(func() { close(bfs.release) })
+			defer release()
 			vm, err := vhostusertest.Dial(path, vhostusertest.Options{EventIdx: true})
 			if err != nil {
 				t.Fatal(err)
@@ -217,33 +224,39 @@ func TestSlowRequestDoesNotStallQueue(t *testing.T) {
 			var oo fuse.OpenOut
 			copy(virtiofstest.StructBytes(&oo), body)
 
-			rin := fuse.ReadIn{Fh: oo.Fh, Offset: bfs.blockAt, Size: 4096}
-			rin.InHeader = fuse.InHeader{Length: uint32(unsafe.Sizeof(rin)), Opcode: virtiofstest.OpRead, Unique: 1 << 40, NodeId: node}
-			slow, err := c.Req.Submit([]vhostusertest.Buf{
-				{Data: virtiofstest.StructBytes(&rin)},
-				{Len: int(unsafe.Sizeof(fuse.OutHeader{})), Writable: true},
-				{Len: 4096, Writable: true},
-			}, false)
-			if err != nil {
-				t.Fatal(err)
+			slow := map[uint16]bool{}
+			for i := 0; i < tc.slow; i++ {
+				rin := fuse.ReadIn{Fh: oo.Fh, Offset: bfs.blockAt + uint64(i)*4096, Size: 4096}
+				rin.InHeader = fuse.InHeader{Length: uint32(unsafe.Sizeof(rin)), Opcode: virtiofstest.OpRead, Unique: 1<<40 + uint64(i), NodeId: node}
+				h, err := c.Req.Submit([]vhostusertest.Buf{
+					{Data: virtiofstest.StructBytes(&rin)},
+					{Len: int(unsafe.Sizeof(fuse.OutHeader{})), Writable: true},
+					{Len: 4096, Writable: true},
+				}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slow[h] = true
+				select {
+				case <-bfs.blocked:
+				case <-time.After(guard):
+					t.Fatalf("READ %d never reached the filesystem", i)
+				}
 			}
-			select {
-			case <-bfs.blocked:
-			case <-time.After(guard):
-				t.Fatal("the READ never reached the filesystem")
-			}
-			// Answered while the READ is held (Call fails on a completion
-			// for another chain).
+			// Answered while the READs are held (Call fails on a
+			// completion for another chain).
 			if _, _, st := c.Lookup("hello.txt"); st != 0 {
 				t.Fatalf("LOOKUP hello.txt: status %d", st)
 			}
-			close(bfs.release)
-			used, err := c.Req.WaitUsed(1, guard)
+			release()
+			used, err := c.Req.WaitUsed(tc.slow, guard)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if used[0].Head != slow || used[0].Len != uint32(unsafe.Sizeof(fuse.OutHeader{}))+4096 {
-				t.Fatalf("completion %+v, want the held READ (head %d) with 4096 bytes", used[0], slow)
+			for _, u := range used {
+				if !slow[u.Head] || u.Len != uint32(unsafe.Sizeof(fuse.OutHeader{}))+4096 {
+					t.Fatalf("completion %+v, want a held READ with 4096 bytes", u)
+				}
 			}
 		})
 	}
