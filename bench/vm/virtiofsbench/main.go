@@ -18,11 +18,12 @@
 // Reading the numbers: the guest mounts the share with castor's
 // read-ahead (2 MiB; FUSE INIT cannot raise it past 128 KiB, sysfs can),
 // so a sequential read goes out as 1 MiB READs. Under TCG the guest's own
-// work (allocating and clearing page-cache pages, copying them to dd,
-// taking the interrupts) costs several milliseconds per MiB, the server
-// well under one from kick to call, so the read measures the guest far
-// more than the server, and runs swing by 10-30% with the load on the
-// host.
+// work (allocating page-cache pages, copying them to dd, taking the
+// interrupts) costs several milliseconds per MiB, the server about one:
+// mostly the host's first touch of guest pages the guest never wrote
+// (castor's guests boot with init_on_alloc=0), which both servers pay as
+// page faults. The read measures the guest more than the server, and runs
+// swing by 10-30% with the load on the host.
 // Hence the paired column: rounds are interleaved, and each round's read
 // time of virtiofsd divided by the server's is a ratio above 1 where the
 // server was faster; the median of those ratios and the rounds won are
