@@ -14,15 +14,16 @@ import (
 // a slow request from holding up the next ones, but wakes a thread per
 // request: under a guest that sends one request at a time, that churn of
 // the Go scheduler cost more CPU than the serving itself, CPU taken from
-// the VMM's threads. With a Standby the popper instead arms it, serves,
-// and disarms it: two epoll_ctl calls and no wake-up. Only when the
-// driver kicks while the popper serves does the goroutine in Wait wake
-// up, to let another goroutine pop.
+// the VMM's threads. With a Standby the popper instead calls Ready and
+// Arm, serves, and calls Disarm: a read and two epoll_ctl calls, and no
+// wake-up. Only when the driver kicks while the popper serves does the
+// goroutine in Wait wake up, to let another goroutine pop.
 //
 // A Standby watches the kick eventfd through an epoll set of its own
-// (one-shot, armed only while the popper serves), never reading it: the
-// kick stays pending for WaitKick, so a wake-up nobody acts on loses
-// nothing.
+// (one-shot, armed only while the popper serves). Wait never reads the
+// eventfd: the kick stays pending for WaitKick, so a wake-up nobody acts
+// on loses nothing. Only Ready, on the popper, reads it, to forget kicks
+// for requests the popper has already taken.
 type Standby struct {
 	q    *Queue
 	epfd int
