@@ -90,7 +90,7 @@ poweroff -f
 func main() {
 	sizeMiB := flag.Int("size", 256, "MiB in the big file")
 	nfiles := flag.Int("files", 2000, "files in the directory listed")
-	runs := flag.Int("runs", 2, "boots per configuration (the median is shown)")
+	runs := flag.Int("runs", 8, "boots per configuration, interleaved (medians and paired ratios are shown)")
 	only := flag.String("only", "", "run only this configuration")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this program (castor's servers run in it) during the boots to this file")
 	flag.Parse()
