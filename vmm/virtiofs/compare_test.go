@@ -5,11 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -74,23 +72,13 @@ func BenchmarkServers(b *testing.B) {
 			b.Cleanup(func() { cancel(); <-done })
 		}},
 		{"virtiofsd", func(b *testing.B, sock string) {
-			bin := testenv.RequireBinary(b, "/usr/lib/qemu/virtiofsd")
+			testenv.RequireBinary(b, virtiofstest.VirtiofsdPath)
 			testenv.RequireRoot(b)
-			cmd := exec.Command(bin, "--socket-path="+sock, "-o", "source="+share, "-o", "cache=always", "-o", "log_level=err")
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
+			_, stop, err := virtiofstest.StartVirtiofsd(share, sock)
+			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			for i := 0; ; i++ {
-				if _, err := os.Stat(sock); err == nil {
-					break
-				}
-				if i == 500 {
-					b.Fatal("virtiofsd made no socket in 5 s")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			b.Cleanup(stop)
 		}},
 	}
 	for _, srv := range servers {

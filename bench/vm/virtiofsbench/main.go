@@ -61,6 +61,7 @@ import (
 	"github.com/castor-nix/castor/vmm"
 	"github.com/castor-nix/castor/vmm/vhostuser"
 	"github.com/castor-nix/castor/vmm/virtiofs"
+	"github.com/castor-nix/castor/vmm/virtiofs/virtiofstest"
 )
 
 // The guest is castor's own TCG machine: its kernel command line and CPU
@@ -182,18 +183,11 @@ func run(sizeMiB, nfiles, runs int, only, cpuProfile string) error {
 			})
 		}},
 		{"virtiofsd", func(sock string) (*server, error) {
-			cmd := exec.Command("/usr/lib/qemu/virtiofsd", "--socket-path="+sock, "-o", "source="+share, "-o", "cache=always", "-o", "log_level=err")
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
+			cmd, stop, err := virtiofstest.StartVirtiofsd(share, sock)
+			if err != nil {
 				return nil, err
 			}
-			for i := 0; i < 500; i++ {
-				if _, err := os.Stat(sock); err == nil {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			return &server{pid: cmd.Process.Pid, children: true, stop: func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(sock) }}, nil
+			return &server{pid: cmd.Process.Pid, children: true, stop: stop}, nil
 		}},
 	}
 	// The import's garbage is collected now, not during the boots.
