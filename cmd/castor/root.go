@@ -138,18 +138,14 @@ func setupLogging(w io.Writer, level, format string) error {
 
 // startCPUProfile profiles the process into path, if set, until
 // PersistentPostRun stops it.
-func startCPUProfile(path string) error {
-	if path == "" {
-		return nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	return pprof.StartCPUProfile(f)
-}
+func startCPUProfile(path string) error { return startInto(path, pprof.StartCPUProfile) }
 
-func startTrace(path string) error {
+// startTrace traces the process into path, if set, until
+// PersistentPostRun stops it.
+func startTrace(path string) error { return startInto(path, trace.Start) }
+
+// startInto creates path, if set, and starts writing into it.
+func startInto(path string, start func(io.Writer) error) error {
 	if path == "" {
 		return nil
 	}
@@ -157,7 +153,7 @@ func startTrace(path string) error {
 	if err != nil {
 		return err
 	}
-	return trace.Start(f)
+	return start(f)
 }
 
 // openStore opens the services the global flags name.
